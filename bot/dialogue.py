@@ -1,0 +1,407 @@
+"""The conversation, independent of the transport: a command, a button press or a text in, screens out.
+
+Telegram (`bot.handlers`) and the console (`bot.console`) both drive this class, so the physician gets the
+same flow everywhere. State lives in the database only: every event loads the physician's session under a
+row lock, applies one engine move, saves, and then says what to show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import texts
+from db import repository as repo
+from db.models import User
+from flows.conditions import Answer
+from flows.definition import Question
+from flows.engine import FlowEngine, FlowError, FlowState, StaleAnswer, restore
+from flows.recommend import Path, Recommendation, recommend
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str
+
+
+Keyboard = tuple[tuple[Button, ...], ...]
+
+
+@dataclass(frozen=True)
+class Screen:
+    """One message: HTML text and an inline keyboard."""
+
+    text: str
+    keyboard: Keyboard = ()
+
+    def buttons(self) -> list[Button]:
+        return [b for row in self.keyboard for b in row]
+
+
+@dataclass
+class Reply:
+    """What to show: a short notice (a callback toast), a replacement for the pressed message, new messages."""
+
+    notice: str | None = None
+    edit: Screen | None = None
+    send: list[Screen] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Press:
+    verb: str
+    turn: int
+    args: tuple[str, ...]
+
+
+# verb -> number of arguments after the turn. a: answer, t: toggle, d: done (multi), m: set multi and confirm,
+# b: back, e: edit an answer, s: summary, r: recommendation, c: continue (resume), n: new flow (start over).
+_VERBS = {"a": 2, "t": 2, "d": 1, "m": 2, "b": 0, "e": 1, "s": 0, "r": 0, "c": 0, "n": 0}
+_ARG = re.compile(r"^[A-Za-z0-9_+]{1,40}$")
+_ERASE = "x"
+
+
+def parse_press(data: str | None) -> Press | None:
+    """Decode callback data; anything malformed (forged, truncated, from another bot version) is None."""
+    if not data or len(data.encode()) > 64:
+        return None
+    parts = data.split(":")
+    verb = parts[0]
+    if verb == _ERASE and len(parts) == 3 and _ARG.match(parts[1]) and parts[2] in {"y", "n"}:
+        return Press(_ERASE, 0, (parts[1], parts[2]))
+    if verb not in _VERBS or len(parts) != 2 + _VERBS[verb] or not parts[1].isdigit() or len(parts[1]) > 12:
+        return None
+    args = tuple(parts[2:])
+    if not all(_ARG.match(a) for a in args):
+        return None
+    return Press(verb, int(parts[1]), args)
+
+
+def _norm(text: str) -> str:
+    """Compare typed text with option labels, ignoring case, marks and surrounding punctuation."""
+    return re.sub(r"[^\w&/+-]+", " ", text.casefold()).strip()
+
+
+class Dialogue:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: FlowEngine | None = None) -> None:
+        self.sessions = sessions
+        self.engine = engine or FlowEngine()
+        self.defn = self.engine.defn
+
+    async def _tx(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self.sessions() as session, session.begin():
+            return await work(session)
+
+    # -- entry points -----------------------------------------------------------------------------------
+    async def command(self, user_id: int, name: str, args: str = "") -> Reply:
+        name = name.lower()
+        if name == "help":
+            return Reply(send=[Screen(texts.HELP)])
+        if name == "privacy":
+            return Reply(send=[Screen(texts.PRIVACY)])
+        if name == "delete_me":
+            return await self._tx(lambda s: self._confirm_erase(s, user_id))
+        handlers = {"start": self._start, "restart": self._restart, "cancel": self._cancel}
+        handler = handlers.get(name)
+        if handler is None:
+            return Reply(send=[Screen(texts.UNKNOWN_COMMAND)])
+
+        async def run(session: AsyncSession) -> Reply:
+            await repo.lock_user(session, user_id)
+            return await handler(session, user_id)
+
+        return await self._tx(run)
+
+    async def press(self, user_id: int, data: str | None) -> Reply:
+        press = parse_press(data)
+        if press is not None and press.verb == _ERASE:
+            return await self._tx(lambda s: self._erase(s, user_id, press.args[0], press.args[1] == "y"))
+
+        async def run(session: AsyncSession) -> Reply:
+            await repo.lock_user(session, user_id)
+            if press is None:
+                return await self._resync(session, user_id, texts.UNKNOWN_BUTTON)
+            return await self._press(session, user_id, press)
+
+        return await self._tx(run)
+
+    async def text(self, user_id: int, text: str | None) -> Reply:
+        async def run(session: AsyncSession) -> Reply:
+            await repo.lock_user(session, user_id)
+            return await self._text(session, user_id, text)
+
+        return await self._tx(run)
+
+    # -- commands ---------------------------------------------------------------------------------------
+    async def _start(self, session: AsyncSession, user_id: int) -> Reply:
+        flow = await repo.active_flow(session, user_id)
+        if flow is not None:
+            state = self._state(flow)
+            if state.answers and not state.complete:
+                progress = self.engine.progress(state)
+                prompt = texts.RESUME_PROMPT.format(step=progress.step, total=progress.total)
+                keyboard = ((Button(texts.RESUME, f"c:{flow.turn}"), Button(texts.START_OVER, f"n:{flow.turn}")),)
+                return Reply(send=[Screen(prompt, keyboard)])
+            if not state.complete:
+                return Reply(send=[Screen(texts.WELCOME), self._question_screen(state, flow.turn)])
+        latest = await repo.latest_flow(session, user_id)
+        if latest is not None and latest.status == "completed":
+            state = self._state(latest)
+            if state.complete:
+                return Reply(send=[Screen(texts.WELCOME_BACK), self._recommendation_screen(state, latest.turn)])
+        return await self._new_flow(session, user_id, texts.WELCOME)
+
+    async def _restart(self, session: AsyncSession, user_id: int) -> Reply:
+        return await self._new_flow(session, user_id, texts.STARTING_OVER)
+
+    async def _cancel(self, session: AsyncSession, user_id: int) -> Reply:
+        closed = await repo.close_active(session, user_id, "cancelled")
+        return Reply(send=[Screen(texts.CANCELLED if closed else texts.NOTHING_TO_CANCEL)])
+
+    async def _new_flow(self, session: AsyncSession, user_id: int, intro: str) -> Reply:
+        state = self.engine.start()
+        flow = await repo.start_flow(session, user_id, state.current)
+        return Reply(send=[Screen(intro), self._question_screen(state, flow.turn)])
+
+    @staticmethod
+    def _erase_token(user: User) -> str:
+        """Ties the confirm button to this user record, so an old button cannot erase a newer one."""
+        return hashlib.sha256(f"{user.id}:{user.created_at.isoformat()}".encode()).hexdigest()[:12]
+
+    async def _confirm_erase(self, session: AsyncSession, user_id: int) -> Reply:
+        user = await repo.get_user(session, user_id)
+        if user is None:
+            return Reply(send=[Screen(texts.DELETE_NOTHING)])
+        token = self._erase_token(user)
+        keyboard = ((Button(texts.ERASE_YES, f"x:{token}:y"), Button(texts.ERASE_NO, f"x:{token}:n")),)
+        return Reply(send=[Screen(texts.DELETE_CONFIRM, keyboard)])
+
+    async def _erase(self, session: AsyncSession, user_id: int, token: str, confirmed: bool) -> Reply:
+        user = await repo.get_user(session, user_id)
+        if user is None:
+            return Reply(notice=texts.DELETE_NOTHING, edit=Screen(texts.DELETE_NOTHING))
+        if token != self._erase_token(user):
+            return Reply(notice=texts.STALE_BUTTON, edit=Screen(texts.DELETE_KEPT))
+        if not confirmed:
+            return Reply(edit=Screen(texts.DELETE_KEPT))
+        await repo.delete_user(session, user_id)
+        return Reply(edit=Screen(texts.DELETE_DONE))
+
+    # -- buttons ----------------------------------------------------------------------------------------
+    async def _press(self, session: AsyncSession, user_id: int, press: Press) -> Reply:
+        flow = await repo.active_flow(session, user_id) or await repo.latest_flow(session, user_id)
+        if flow is None or flow.status not in {"active", "completed"}:
+            return Reply(notice=texts.STALE_BUTTON, send=[Screen(texts.NO_FLOW)])
+        if press.turn != flow.turn:
+            return await self._resync(session, user_id, texts.STALE_BUTTON)
+        state = self._state(flow)
+        verb, args = press.verb, press.args
+        try:
+            if verb == "n":
+                reply = await self._new_flow(session, user_id, texts.STARTING_OVER)
+                return Reply(edit=_plain(texts.STARTING_OVER), send=reply.send[1:])
+            if verb == "c":
+                return Reply(edit=_plain(texts.RESUMED), send=[self._screen(state, flow.turn)])
+            if verb == "s":
+                return Reply(send=[self._summary_screen(state, flow.turn)])
+            if verb == "r":
+                return Reply(send=[self._screen(state, flow.turn)])
+            if verb == "t":
+                moved = self.engine.toggle(state, args[0], args[1])
+                saved = await self._save(session, flow, moved)
+                return Reply(edit=self._question_screen(moved, saved.turn))
+            if verb == "b":
+                moved = self.engine.back(state)
+                saved = await self._save(session, flow, moved)
+                return Reply(edit=self._screen(moved, saved.turn))
+            if verb == "e":
+                moved = self.engine.edit(state, args[0])
+                saved = await self._save(session, flow, moved)
+                return Reply(edit=self._question_screen(moved, saved.turn))
+            if verb in {"a", "m"}:
+                value: Answer = args[1] if verb == "a" else tuple(args[1].split("+"))
+                moved = self.engine.answer(state, args[0], value)
+                return await self._advance(session, user_id, flow, state, moved, args[0])
+            if verb == "d":
+                moved = self.engine.confirm(state, args[0])
+                return await self._advance(session, user_id, flow, state, moved, args[0])
+        except StaleAnswer:
+            return await self._resync(session, user_id, texts.STALE_BUTTON)
+        except FlowError as exc:
+            return Reply(notice=str(exc))
+        return await self._resync(session, user_id, texts.UNKNOWN_BUTTON)
+
+    async def _advance(
+        self, session: AsyncSession, user_id: int, flow: repo.StoredFlow, before: FlowState, after: FlowState, key: str
+    ) -> Reply:
+        """Record an answer: the question's message keeps the choice, the next screen follows."""
+        question = self.defn.question(key)
+        progress = self.engine.progress(before)
+        answered = _plain(
+            f"✓ <i>Step {progress.step} of {progress.total}</i> · {question.title}: "
+            f"<b>{_esc(question.label_of(after.answers[key]) if key in after.answers else '-')}</b>"
+        )
+        if not after.complete:
+            saved = await self._save(session, flow, after)
+            return Reply(edit=answered, send=[self._question_screen(after, saved.turn)])
+        previous = await repo.latest_recommendation(session, user_id)
+        saved = await self._save(session, flow, after, status="completed")
+        rec = recommend(after.answers, self.defn)
+        await repo.add_recommendation(session, saved.id, rec.path.value, rec.qme_score, rec.ime_score, rec.as_dict())
+        screens = []
+        if previous is not None and previous.path != rec.path.value:
+            screens.append(
+                _plain(
+                    texts.CHANGED_PATH.format(
+                        before=_esc(self.defn.rules.paths[previous.path].title),
+                        after=_esc(self.defn.rules.paths[rec.path.value].title),
+                    )
+                )
+            )
+        screens.append(self._recommendation_screen(after, saved.turn, rec))
+        return Reply(edit=answered, send=screens)
+
+    # -- free text --------------------------------------------------------------------------------------
+    async def _text(self, session: AsyncSession, user_id: int, text: str | None) -> Reply:
+        flow = await repo.active_flow(session, user_id)
+        if flow is None:
+            latest = await repo.latest_flow(session, user_id)
+            if latest is not None and latest.status == "completed":
+                return Reply(send=[Screen(texts.NO_FLOW_DONE), self._screen(self._state(latest), latest.turn)])
+            return Reply(send=[Screen(texts.NO_FLOW)])
+        state = self._state(flow)
+        if text is None:
+            return Reply(send=[self._screen(state, flow.turn, nudge=texts.NOT_TEXT)])
+        question = self.engine.current_question(state)
+        if question is None:
+            return Reply(send=[self._screen(state, flow.turn)])
+        value = self._match(question, state, text)
+        if value is None:
+            nudge = texts.USE_BUTTONS_MULTI if question.multi else texts.USE_BUTTONS
+            return Reply(send=[self._question_screen(state, flow.turn, nudge=nudge)])
+        try:
+            moved = self.engine.answer(state, question.key, value)
+        except FlowError as exc:
+            return Reply(send=[self._question_screen(state, flow.turn, nudge=str(exc))])
+        reply = await self._advance(session, user_id, flow, state, moved, question.key)
+        return Reply(send=([reply.edit] if reply.edit else []) + reply.send)
+
+    def _match(self, question: Question, state: FlowState, text: str) -> Answer | None:
+        """A typed answer that names an option (its label or key); several, comma-separated, for multi-choice."""
+        options = self.engine.visible_options(question, state.answers)
+        lookup: dict[str, str] = {}
+        for option in options:
+            lookup[_norm(option.label)] = option.key
+            lookup[_norm(option.key)] = option.key
+        pieces = [_norm(p) for p in (text.split(",") if question.multi else [text])]
+        pieces = [p for p in pieces if p]
+        if not pieces or any(p not in lookup for p in pieces):
+            return None
+        keys = [lookup[p] for p in pieces]
+        return tuple(dict.fromkeys(keys)) if question.multi else keys[0]
+
+    # -- screens ----------------------------------------------------------------------------------------
+    async def _resync(self, session: AsyncSession, user_id: int, notice: str) -> Reply:
+        """Answer an unusable press with a notice and the screen the physician should be looking at."""
+        flow = await repo.active_flow(session, user_id) or await repo.latest_flow(session, user_id)
+        if flow is None or flow.status not in {"active", "completed"}:
+            return Reply(notice=notice, send=[Screen(texts.NO_FLOW)])
+        return Reply(notice=notice, send=[self._screen(self._state(flow), flow.turn, nudge=notice)])
+
+    def _state(self, flow: repo.StoredFlow) -> FlowState:
+        current = None if flow.status == "completed" else flow.current_key
+        return restore(self.engine, flow.answers, current, flow.editing, flow.draft)
+
+    async def _save(
+        self, session: AsyncSession, flow: repo.StoredFlow, state: FlowState, status: str = "active"
+    ) -> repo.StoredFlow:
+        answers = {k: list(v) if isinstance(v, tuple) else v for k, v in state.answers.items()}
+        return await repo.save_flow(
+            session,
+            flow.id,
+            current_key=state.current,
+            editing=state.editing,
+            draft=state.draft,
+            answers=answers,
+            status=status,
+        )
+
+    def _screen(self, state: FlowState, turn: int, nudge: str | None = None) -> Screen:
+        if state.complete:
+            screen = self._recommendation_screen(state, turn)
+            return Screen(f"<i>{_esc(nudge)}</i>\n\n{screen.text}", screen.keyboard) if nudge else screen
+        return self._question_screen(state, turn, nudge=nudge)
+
+    def _question_screen(self, state: FlowState, turn: int, nudge: str | None = None) -> Screen:
+        question = self.engine.current_question(state)
+        assert question is not None
+        progress = self.engine.progress(state)
+        lines = []
+        if nudge:
+            lines += [f"<i>{_esc(nudge)}</i>", ""]
+        lines.append(f"<b>Step {progress.step} of {progress.total}</b> · {_esc(question.title)}")
+        lines.append(_esc(question.text))
+        if question.help:
+            lines.append(f"<i>{_esc(question.help)}</i>")
+        previous = state.answers.get(question.key)
+        buttons = []
+        for option in self.engine.visible_options(question, state.answers):
+            if question.multi:
+                mark = "☑️ " if option.key in state.draft else "⬜ "
+                buttons.append(Button(mark + option.label, f"t:{turn}:{question.key}:{option.key}"))
+            else:
+                mark = "✓ " if option.key == previous else ""
+                buttons.append(Button(mark + option.label, f"a:{turn}:{question.key}:{option.key}"))
+        rows = [tuple(buttons[i : i + question.columns]) for i in range(0, len(buttons), question.columns)]
+        if question.multi:
+            rows.append((Button(texts.DONE, f"d:{turn}:{question.key}"),))
+        if state.editing and self.engine.first_unanswered(state.answers) is None:
+            rows.append((Button(texts.BACK_TO_SUMMARY, f"b:{turn}"),))
+        elif progress.step > 1:
+            rows.append((Button(texts.BACK, f"b:{turn}"),))
+        return Screen("\n".join(lines), tuple(rows))
+
+    def _summary_screen(self, state: FlowState, turn: int) -> Screen:
+        lines = [texts.SUMMARY_HEADER]
+        buttons = []
+        for question, label in self.engine.summary(state):
+            lines.append(f"• {_esc(question.title)}: <b>{_esc(label)}</b>")
+            buttons.append(Button(f"✏️ {question.title}", f"e:{turn}:{question.key}"))
+        rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+        rows.append((Button(texts.SHOW_RECOMMENDATION, f"r:{turn}"),))
+        return Screen("\n".join(lines), tuple(rows))
+
+    def _recommendation_screen(self, state: FlowState, turn: int, rec: Recommendation | None = None) -> Screen:
+        rec = rec or recommend(state.answers, self.defn)
+        path = self.defn.rules.paths[rec.path.value]
+        lines = [f"<b>Recommendation: {_esc(path.title)}</b>", _esc(path.summary), "", texts.WHY]
+        lines += [f"• {_esc(_capital(r))}" for r in rec.reasons]
+        if rec.blockers and rec.path is not Path.NOT_YET:
+            ruled_out = self.defn.rules.paths[rec.ruled_out.value].title if rec.ruled_out else ""
+            lines += ["", texts.WHY_NOT.format(path=_esc(ruled_out))]
+            lines += [f"• {_esc(_capital(b))}" for b in rec.blockers]
+        elif rec.blockers and rec.blockers != rec.reasons:
+            lines += ["", texts.WHAT_WOULD_CHANGE]
+            lines += [f"• {_esc(_capital(b))}" for b in rec.blockers]
+        keyboard = ((Button(texts.REVIEW, f"s:{turn}"),), (Button(texts.START_OVER, f"n:{turn}"),))
+        return Screen("\n".join(lines), keyboard)
+
+
+def _plain(text: str) -> Screen:
+    return Screen(text)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

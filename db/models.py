@@ -1,0 +1,122 @@
+"""Tables: users, their decision-flow sessions with the answers, and the recommendations given.
+
+Nothing identifying is stored beyond the Telegram user id (no names, no usernames): see /privacy.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class User(Timestamps, Base):
+    """A Telegram user who has talked to the bot; the id doubles as the private chat id."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+    sessions: Mapped[list[FlowSession]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class FlowSession(Timestamps, Base):
+    """One pass through the decision flow. At most one per user is active (a partial unique index)."""
+
+    __tablename__ = "flow_sessions"
+    __table_args__ = (
+        Index(
+            "uq_flow_sessions_one_active",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    """active, completed (the recommendation was shown), cancelled (/cancel) or abandoned (/restart)."""
+    current_key: Mapped[str | None] = mapped_column(String(32))
+    editing: Mapped[bool] = mapped_column(Boolean, default=False)
+    draft: Mapped[list[Any]] = mapped_column(default=list)
+    turn: Mapped[int] = mapped_column(Integer, default=0)
+    """Bumped on every change; buttons carry it so that a press on an outdated message is recognised."""
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+    answers: Mapped[list[AnswerRow]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+    recommendations: Mapped[list[RecommendationRow]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class AnswerRow(Timestamps, Base):
+    """One answer, kept as its option key (a string) or keys (a list, for multi-choice questions)."""
+
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("session_id", "question_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("flow_sessions.id", ondelete="CASCADE"), index=True)
+    question_key: Mapped[str] = mapped_column(String(32))
+    value: Mapped[Any] = mapped_column(JSON)
+
+    session: Mapped[FlowSession] = relationship(back_populates="answers")
+
+
+class RecommendationRow(Base):
+    """The path recommended at the end of a session, with the reasons shown."""
+
+    __tablename__ = "recommendations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("flow_sessions.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(16))
+    qme_score: Mapped[int] = mapped_column(Integer, default=0)
+    ime_score: Mapped[int] = mapped_column(Integer, default=0)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    session: Mapped[FlowSession] = relationship(back_populates="recommendations")
