@@ -1,0 +1,66 @@
+"""Run the real PTB Application (polling, PTB's own HTTP stack) against the fake Bot API server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import build_application
+from bot.settings import Settings
+from db import migrate
+from db.engine import make_engine, make_session_factory
+from db.repository import StoredFlow, active_flow, latest_flow
+from tests.fake_bot_api import FakeBotApi
+
+
+def make_settings(fake: FakeBotApi, database_url: str, **extra: Any) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        bot_token=fake.token,
+        database_url=database_url,
+        telegram_base_url=fake.base_url,
+        **extra,
+    )
+
+
+class RunningBot:
+    """Start and stop the bot like `medlegal run` does, but inside the test's event loop."""
+
+    def __init__(self, fake: FakeBotApi, database_url: str, **settings: Any) -> None:
+        self.fake = fake
+        self.settings = make_settings(fake, database_url, **settings)
+        self.engine: AsyncEngine = make_engine(database_url)
+        self.app = build_application(self.settings, self.engine)
+
+    async def start(self) -> RunningBot:
+        await migrate.upgrade(self.engine)
+        await self.app.initialize()
+        if self.app.post_init is not None:  # run_polling() calls it; so do we
+            await self.app.post_init(self.app)
+        await self.app.start()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(poll_interval=0, timeout=1)
+        return self
+
+    async def stop(self) -> None:
+        assert self.app.updater is not None
+        if self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+        if self.app.post_shutdown is not None:
+            await self.app.post_shutdown(self.app)
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> RunningBot:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def flow(self, user_id: int) -> StoredFlow | None:
+        """The physician's stored session (the active one, else the latest)."""
+        async with make_session_factory(self.engine)() as session:
+            return await active_flow(session, user_id) or await latest_flow(session, user_id)
