@@ -81,11 +81,17 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
 
     if settings.bot_token is None:
         raise UserError("MEDLEGAL_BOT_TOKEN is not set: get a token from @BotFather (or try `medlegal chat`)")
+    where = settings.telegram_base_url or "api.telegram.org"
     logs.configure(settings.log_format)
+    try:
+        asyncio.run(_check_telegram(settings))
+    except InvalidToken:
+        raise UserError("Telegram rejected MEDLEGAL_BOT_TOKEN: check the token @BotFather gave you") from None
+    except (NetworkError, TimedOut) as exc:
+        raise UserError(f"cannot reach the Telegram Bot API at {where}: {exc}") from None
     if migrate_first:
         asyncio.run(_db_quiet_upgrade(settings))
     app = build_application(settings)
-    where = settings.telegram_base_url or "api.telegram.org"
     try:
         if settings.webhook_url:
             host, _, port = settings.webhook_listen.rpartition(":")
@@ -104,6 +110,20 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
         raise UserError("Telegram rejected MEDLEGAL_BOT_TOKEN: check the token @BotFather gave you") from None
     except (NetworkError, TimedOut) as exc:
         raise UserError(f"cannot reach the Telegram Bot API at {where}: {exc}") from None
+
+
+async def _check_telegram(settings: Settings) -> None:
+    """One getMe before starting, so a bad token or no network is one clear line, not PTB's retry traceback."""
+    from telegram import Bot
+
+    assert settings.bot_token is not None
+    bot = Bot(
+        settings.bot_token.get_secret_value(),
+        base_url=settings.telegram_base_url or "https://api.telegram.org/bot",
+        base_file_url=settings.base_file_url or "https://api.telegram.org/file/bot",
+    )
+    async with bot:
+        await bot.get_me()
 
 
 async def _db_quiet_upgrade(settings: Settings) -> None:
