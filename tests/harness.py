@@ -15,7 +15,7 @@ from tests.fake_bot_api import FakeBotApi
 
 
 def make_settings(fake: FakeBotApi, database_url: str, **extra: Any) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         bot_token=fake.token,
         database_url=database_url,
