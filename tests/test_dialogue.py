@@ -12,7 +12,7 @@ from bot.dialogue import Dialogue, Reply, Screen, parse_press
 from db import migrate
 from db.engine import make_engine, make_session_factory
 
-CA_ORTHO = [
+CA_ORTHO: list[str | tuple[str, ...]] = [
     "md",
     "active",
     ("none",),
