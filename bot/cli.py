@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from bot.settings import Settings
 
@@ -83,14 +84,14 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
         raise UserError("MEDLEGAL_BOT_TOKEN is not set: get a token from @BotFather (or try `medlegal chat`)")
     where = settings.telegram_base_url or "api.telegram.org"
     logs.configure(settings.log_format)
+    if migrate_first:
+        asyncio.run(_db_quiet_upgrade(settings))
     try:
         asyncio.run(_check_telegram(settings))
     except InvalidToken:
         raise UserError("Telegram rejected MEDLEGAL_BOT_TOKEN: check the token @BotFather gave you") from None
     except (NetworkError, TimedOut) as exc:
         raise UserError(f"cannot reach the Telegram Bot API at {where}: {exc}") from None
-    if migrate_first:
-        asyncio.run(_db_quiet_upgrade(settings))
     app = build_application(settings)
     try:
         if settings.webhook_url:
@@ -162,10 +163,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"medlegal: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"medlegal: {exc}", file=sys.stderr)
+    except (OSError, SQLAlchemyError, ImportError) as exc:
+        print(f"medlegal: {_database_problem(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _database_problem(exc: BaseException) -> str:
+    """One line for a database that cannot be used: a malformed URL, a missing driver, no such file or server."""
+    if isinstance(exc, ImportError):
+        return (
+            f"MEDLEGAL_DATABASE_URL needs a driver that is not installed ({exc.name}); "
+            "use sqlite+aiosqlite or postgresql+asyncpg"
+        )
+    if isinstance(exc, ArgumentError):
+        return f"MEDLEGAL_DATABASE_URL is not a database URL: {exc}"
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return f"cannot use the database: {detail}"
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ class ConsoleChat:
         self._print()
 
     def show(self, reply: Reply) -> None:
-        if reply.notice:
+        screens = ([reply.edit] if reply.edit else []) + reply.send
+        if reply.notice and not any(reply.notice in screen.text for screen in screens):
             self._print(f"({reply.notice})")
         if reply.edit is not None:
             self._show_screen(reply.edit)

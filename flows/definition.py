@@ -39,6 +39,8 @@ class Question(_Model):
     multi: bool = False
     columns: int = Field(default=1, ge=1, le=4)
     exclusive: tuple[str, ...] = ()
+    names: bool = False
+    """Option labels are proper names (states): keep their capitals inside reason sentences."""
     when: Cond | None = None
     options: tuple[Option, ...] = Field(min_length=2)
 
@@ -135,14 +137,27 @@ class FlowDefinition(_Model):
         """Two-valued evaluation for rules, where an unanswered question simply has no answer."""
         return evaluate(cond, answers, self.conditions) is True
 
+    def judge(self, cond: Condition, answers: Mapping[str, Answer]) -> bool | None:
+        """Three-valued evaluation where a question without an answer is unknown rather than "no"."""
+        return evaluate(cond, answers, self.conditions, lambda key: key not in answers)
+
     def fill(self, template: str, answers: Mapping[str, Answer]) -> str:
         """Put the physician's own option labels into a reason template."""
-        labels = {
-            q.key: q.label_of(answers[q.key]).lower() if q.key != "other_states" else q.label_of(answers[q.key])
-            for q in self.questions
-            if q.key in answers
-        }
+        labels: dict[str, str] = {}
+        for q in self.questions:
+            if q.key in answers:
+                value = answers[q.key]
+                parts = value if isinstance(value, tuple) else (value,)
+                words = [q.label_of(part) for part in parts]
+                labels[q.key] = ", ".join(words if q.names else [_in_sentence(w) for w in words])
         return template.format_map(_Labels(labels))
+
+
+def _in_sentence(label: str) -> str:
+    """A label as it reads mid-sentence: "Orthopedics" -> "orthopedics", but "MD" and "PM&R" stay."""
+    if len(label) > 1 and label[1].islower():
+        return label[0].lower() + label[1:]
+    return label
 
 
 class _Labels(dict[str, str]):

@@ -109,7 +109,7 @@ class FlowEngine:
         """The invariants every stored state must keep; used by tests and when loading from the database."""
         status = self.statuses(state.answers)
         for key, value in state.answers.items():
-            if key not in status or status[key] is not True:
+            if key not in status or status[key] is False:
                 return False
             q = self.defn.question(key)
             if not self._valid_value(q, value, state.answers):
@@ -218,11 +218,17 @@ class FlowEngine:
     def _valid_value(self, q: Question, value: Answer, answers: Mapping[str, Answer]) -> bool:
         allowed = {o.key for o in self.visible_options(q, answers)}
         if q.multi:
-            return isinstance(value, tuple) and bool(value) and set(value) <= allowed and len(set(value)) == len(value)
+            if not isinstance(value, tuple) or not value or len(set(value)) != len(value):
+                return False
+            return set(value) <= allowed and (len(value) == 1 or not set(value) & set(q.exclusive))
         return isinstance(value, str) and value in allowed
 
     def prune(self, answers: Mapping[str, Answer]) -> dict[str, Answer]:
-        """Drop answers to questions that no longer apply, or whose chosen option no longer shows."""
+        """Drop answers to questions that no longer apply, or whose chosen option no longer shows.
+
+        An answer whose question is undecided (it depends on a question that has just become applicable and
+        is not answered yet) is kept: the physician only changed one answer.
+        """
         kept = dict(answers)
         changed = True
         while changed:
@@ -230,7 +236,7 @@ class FlowEngine:
             status = self.statuses(kept)
             for key in list(kept):
                 q = self.defn.question(key)
-                if status[key] is not True or not self._valid_value(q, kept[key], kept):
+                if status[key] is False or not self._valid_value(q, kept[key], kept):
                     del kept[key]
                     changed = True
         return kept

@@ -51,15 +51,22 @@ class Recommendation:
 def _check(
     defn: FlowDefinition, reqs: tuple[Requirement, ...], answers: Mapping[str, Answer]
 ) -> tuple[bool, list[str], list[str]]:
+    """(all requirements hold, reasons met, reasons unmet).
+
+    A requirement that reads a question the physician was never asked (it was skipped because another
+    requirement already failed) is not met, but it is not reported either: they never said it.
+    """
+    ok = True
     met: list[str] = []
     unmet: list[str] = []
     for req in reqs:
-        if defn.holds(req.when, answers):
-            if req.met:
-                met.append(defn.fill(req.met, answers))
-        else:
+        status = defn.judge(req.when, answers)
+        ok = ok and status is True
+        if status is True and req.met:
+            met.append(defn.fill(req.met, answers))
+        elif status is False:
             unmet.append(defn.fill(req.unmet, answers))
-    return not unmet, met, unmet
+    return ok, met, unmet
 
 
 def recommend(answers: Mapping[str, Answer], defn: FlowDefinition | None = None) -> Recommendation:
