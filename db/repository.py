@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import AnswerRow, Base, FlowSession, RecommendationRow, User, utcnow
+from db.models import AnswerRow, FlowSession, RecommendationRow, User, utcnow
 
 AnswerValue = str | list[str]
 
@@ -145,11 +145,6 @@ async def save_flow(
     return _stored(row)
 
 
-async def reopen_flow(session: AsyncSession, flow_id: int) -> None:
-    """Make a completed session active again (editing answers after the recommendation)."""
-    await session.execute(update(FlowSession).where(FlowSession.id == flow_id).values(status="active"))
-
-
 async def add_recommendation(
     session: AsyncSession, flow_id: int, path: str, qme_score: int, ime_score: int, details: dict[str, Any]
 ) -> None:
@@ -184,6 +179,3 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
         removed += getattr(result, "rowcount", 0) or 0
     session.expunge_all()
     return removed
-
-
-ALL_MODELS: tuple[type[Base], ...] = (User, FlowSession, AnswerRow, RecommendationRow)

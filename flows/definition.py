@@ -187,6 +187,9 @@ def definition_problems(defn: FlowDefinition) -> list[str]:
     if len(keys) != len(set(keys)):
         problems.append("question keys repeat")
     options = {(q.key, o.key) for q in defn.questions for o in q.options}
+    cycle = _named_cycle(defn.conditions)
+    if cycle:
+        return [*problems, f"named conditions refer to each other in a loop: {' -> '.join(cycle)}"]
     for where, cond in _all_conditions(defn):
         missing = referenced_names(cond) - set(defn.conditions)
         if missing:
@@ -214,6 +217,29 @@ def definition_problems(defn: FlowDefinition) -> list[str]:
     if not set(defn.rules.decision.mix_hybrid_hours) <= hours:
         problems.append("decision.mix_hybrid_hours names unknown hours options")
     return problems
+
+
+def _named_cycle(named: Mapping[str, Condition]) -> list[str]:
+    """A loop among named conditions (a -> b -> a), which would make evaluation recurse forever; [] if none."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done or name not in named:
+            return []
+        for ref in sorted(referenced_names(named[name])):
+            found = visit(ref, [*path, name])
+            if found:
+                return found
+        done.add(name)
+        return []
+
+    for start in named:
+        found = visit(start, [])
+        if found:
+            return found
+    return []
 
 
 def _read(name: str) -> dict[str, Any]:

@@ -242,15 +242,6 @@ async def test_close_active_touches_only_that_user(sessions: Sessions) -> None:
     assert still is not None and still.id == other.id
 
 
-async def test_reopen_flow(sessions: Sessions) -> None:
-    flow = await _start(sessions, USER)
-    await _save(sessions, flow.id, {"profession": "md"}, current_key=None, status="completed")
-    async with sessions() as s, s.begin():
-        await repo.reopen_flow(s, flow.id)
-    active = await _active(sessions, USER)
-    assert active is not None and active.id == flow.id and active.answers == {"profession": "md"}
-
-
 # -- recommendations --------------------------------------------------------------------------------------
 
 
