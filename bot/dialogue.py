@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -90,11 +90,41 @@ def _norm(text: str) -> str:
     return re.sub(r"[^\w&/+-]+", " ", text.casefold()).strip()
 
 
+class Plugin(Protocol):
+    """A feature with its own commands and buttons (admin tools, ...), routed to by `Dialogue`.
+
+    `verbs` are the callback-data prefixes (the part before the first ":") the plugin owns; `text` may claim a
+    free-text message (an admin answering the plugin's prompt) by returning a Reply, or pass with None.
+    """
+
+    commands: frozenset[str]
+    verbs: frozenset[str]
+
+    async def command(self, user_id: int, name: str, args: str) -> Reply: ...
+
+    async def press(self, user_id: int, data: str) -> Reply: ...
+
+    async def text(self, user_id: int, text: str) -> Reply | None: ...
+
+
 class Dialogue:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: FlowEngine | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: FlowEngine | None = None,
+        plugins: Iterable[Plugin] = (),
+    ) -> None:
         self.sessions = sessions
         self.engine = engine or FlowEngine()
         self.defn = self.engine.defn
+        self.plugins = tuple(plugins)
+
+    def _plugin_for_command(self, name: str) -> Plugin | None:
+        return next((p for p in self.plugins if name in p.commands), None)
+
+    def _plugin_for_press(self, data: str | None) -> Plugin | None:
+        verb = (data or "").split(":", 1)[0]
+        return next((p for p in self.plugins if verb in p.verbs), None)
 
     async def _tx(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self.sessions() as session, session.begin():
@@ -109,6 +139,9 @@ class Dialogue:
             return Reply(send=[Screen(texts.PRIVACY)])
         if name == "delete_me":
             return await self._tx(lambda s: self._confirm_erase(s, user_id))
+        plugin = self._plugin_for_command(name)
+        if plugin is not None:
+            return await plugin.command(user_id, name, args)
         handlers = {"start": self._start, "restart": self._restart, "cancel": self._cancel}
         handler = handlers.get(name)
         if handler is None:
@@ -121,6 +154,9 @@ class Dialogue:
         return await self._tx(run)
 
     async def press(self, user_id: int, data: str | None) -> Reply:
+        plugin = self._plugin_for_press(data)
+        if plugin is not None and data is not None and len(data.encode()) <= 64:
+            return await plugin.press(user_id, data)
         press = parse_press(data)
         if press is not None and press.verb == _ERASE:
             return await self._tx(lambda s: self._erase(s, user_id, press.args[0], press.args[1] == "y"))
@@ -134,6 +170,12 @@ class Dialogue:
         return await self._tx(run)
 
     async def text(self, user_id: int, text: str | None) -> Reply:
+        if text is not None:
+            for plugin in self.plugins:
+                claimed = await plugin.text(user_id, text)
+                if claimed is not None:
+                    return claimed
+
         async def run(session: AsyncSession) -> Reply:
             await repo.lock_user(session, user_id)
             return await self._text(session, user_id, text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,6 +73,10 @@ class Settings(BaseSettings):
             return None
         base = self.telegram_base_url.rstrip("/")
         return base[: -len("/bot")] + "/file/bot" if base.endswith("/bot") else base + "/file/bot"
+
+    def current_date(self) -> date:
+        """Today in MEDLEGAL_TIMEZONE, or MEDLEGAL_TODAY when set (demos and tests)."""
+        return self.today or datetime.now(self.zone).date()
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.admin_ids
