@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     timezone: str = "America/Los_Angeles"
     today: date | None = None
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    reminder_days: Annotated[tuple[int, ...], NoDecode] = (30, 7, 1)
+    reminder_hour: int = Field(default=9, ge=0, le=23)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -32,6 +34,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             parts = [p.strip() for p in value.replace(";", ",").split(",")]
             return frozenset(int(p) for p in parts if p)
+        return value
+
+    @field_validator("reminder_days", mode="before")
+    @classmethod
+    def _split_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            days = tuple(int(p) for p in value.replace(";", ",").split(",") if p.strip())
+            if any(d < 0 for d in days):
+                raise ValueError("reminder days are whole days before the date, 0 or more")
+            return days
         return value
 
     @field_validator("timezone")

@@ -1,0 +1,452 @@
+"""The tailored roadmap: path and reasons, dated steps, the exam sittings this physician can make, money,
+specialty fit, state rules and alternatives, built from answers, facts, the calendar and today's date.
+
+Pure: the caller passes today's date and the calendar; every fee, rule and lead time comes from the facts
+data, every date is computed from today and the calendar, and nothing here is formatted for a transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from flows.conditions import Answer, evaluate
+from flows.definition import FlowDefinition, load_definition
+from flows.facts import CONFIDENCE_WORDS, Fact, Facts, ListFact, SpecialtyFit, load_facts
+from flows.recommend import Path, Recommendation, recommend
+from flows.sittings import Sitting, SittingOption, SittingPlan, plan_sittings
+
+
+@dataclass(frozen=True)
+class Cite:
+    source: str
+    confidence: str
+    checked: date
+    stale: bool
+
+    def label(self) -> str:
+        words = f"{self.source} ({CONFIDENCE_WORDS[self.confidence]}"
+        return words + (f"; last checked on {day(self.checked)})" if self.stale else ")")
+
+
+@dataclass(frozen=True)
+class Item:
+    text: str
+    cite: Cite | None = None
+    due: date | None = None
+    """The date the step is due or starts, when it has one."""
+    detail: str | None = None
+    """The sourced fact behind a step whose text was written for this physician."""
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    key: str
+    title: str
+    start: date
+    end: date
+    """The last day (inclusive) of an all-day event."""
+    description: str
+
+
+@dataclass(frozen=True)
+class Roadmap:
+    path: Path
+    title: str
+    why: str
+    sitting_lines: tuple[str, ...]
+    next_steps: tuple[Item, ...]
+    sections: tuple[Section, ...]
+    events: tuple[CalendarEvent, ...]
+    today: date
+    plan: SittingPlan | None = None
+    recommendation: Recommendation | None = field(default=None, compare=False)
+
+    def section(self, key: str) -> Section | None:
+        return next((s for s in self.sections if s.key == key), None)
+
+
+def day(value: date) -> str:
+    """19 Feb 2027"""
+    return f"{value.day} {value:%b %Y}"
+
+
+def window(sitting: Sitting) -> str:
+    if sitting.first_day == sitting.last_day:
+        return day(sitting.first_day)
+    if (sitting.first_day.year, sitting.first_day.month) == (sitting.last_day.year, sitting.last_day.month):
+        return f"{sitting.first_day.day}-{day(sitting.last_day)}"
+    return f"{day(sitting.first_day)} - {day(sitting.last_day)}"
+
+
+def _days(n: int) -> str:
+    return "today" if n == 0 else ("1 day" if n == 1 else f"{n} days")
+
+
+def _month_names(months: Sequence[int]) -> str:
+    names = [date(2000, m, 1).strftime("%B") for m in months]
+    return " and ".join(names)
+
+
+class _Builder:
+    def __init__(self, answers: Mapping[str, Answer], facts: Facts, defn: FlowDefinition, today: date) -> None:
+        self.answers = answers
+        self.facts = facts
+        self.defn = defn
+        self.today = today
+
+    def cite(self, fact: Fact | SpecialtyFit | ListFact) -> Cite:
+        return Cite(fact.source, fact.confidence, self.facts.checked_on(fact), self.facts.is_stale(fact, self.today))
+
+    def item(self, fact: Fact, due: date | None = None, text: str | None = None) -> Item:
+        """A step citing `fact`; with `text`, the physician's own sentence leads and the fact follows as detail."""
+        return Item(text or fact.text, self.cite(fact), due, fact.text if text else None)
+
+    def label(self, key: str) -> str:
+        return self.defn.question(key).label_of(self.answers[key]) if key in self.answers else ""
+
+    def picked(self, key: str) -> tuple[str, ...]:
+        value = self.answers.get(key)
+        if value is None:
+            return ()
+        return value if isinstance(value, tuple) else (value,)
+
+
+def build_roadmap(
+    answers: Mapping[str, Answer],
+    today: date,
+    sittings: Iterable[Sitting],
+    *,
+    facts: Facts | None = None,
+    defn: FlowDefinition | None = None,
+    recommendation: Recommendation | None = None,
+) -> Roadmap:
+    facts = facts or load_facts()
+    defn = defn or load_definition()
+    rec = recommendation or recommend(answers, defn)
+    b = _Builder(answers, facts, defn, today)
+    qme = rec.path in {Path.QME, Path.HYBRID}
+    ime = rec.path in {Path.IME, Path.HYBRID}
+
+    plan: SittingPlan | None = None
+    license_ready: date | None = None
+    if qme:
+        if answers.get("ca_license") == "willing":
+            license_ready = today + timedelta(days=facts.ca_license.lead.days)
+        plan = plan_sittings(
+            sittings,
+            today,
+            ready_on=license_ready,
+            course_lead_days=facts.course.lead.days,
+            default_gap_days=facts.exam.deadline_gap.days,
+        )
+
+    sections: list[Section] = []
+    qme_steps = _qme_steps(b, plan, license_ready) if qme else []
+    ime_steps = _ime_steps(b, rec.path is Path.HYBRID) if ime else []
+    if rec.path is Path.NOT_YET:
+        not_yet = [Item(text, b.cite(facts.not_yet)) for text in facts.not_yet.steps]
+        sections.append(Section("steps", "What to do now", tuple(not_yet)))
+    if qme_steps:
+        sections.append(Section("qme_steps", "QME steps", tuple(qme_steps)))
+    if ime_steps:
+        title = "IME steps (start now, while QME is in the works)" if rec.path is Path.HYBRID else "IME steps"
+        sections.append(Section("ime_steps", title, tuple(ime_steps)))
+    sitting_lines = _sitting_lines(b, plan, license_ready) if plan is not None else ()
+    if plan is not None:
+        sections.append(Section("sittings", "QME exam sittings", tuple(Item(line) for line in sitting_lines)))
+    if rec.path is not Path.NOT_YET:
+        sections.append(Section("money", "Money", tuple(_money(b, qme, ime))))
+        sections.append(Section("fit", "Your specialty and case types", tuple(_fit(b, qme, ime))))
+    if ime:
+        rules = _state_rules(b)
+        if rules:
+            sections.append(Section("states", "State rules where you are licensed", tuple(rules)))
+    if rec.path is Path.NOT_YET or evaluate(facts.alternatives.show_when, answers, defn.conditions) is True:
+        alternatives = tuple(Item(text, b.cite(facts.alternatives)) for text in facts.alternatives.items)
+        sections.append(Section("alternatives", "Other medical-legal work to consider", alternatives))
+
+    dated = sorted(
+        (i for s in sections for i in s.items if i.due is not None and i.due >= today), key=lambda i: i.due or today
+    )
+    first_steps = tuple(dated[:3]) or (sections[0].items[:3] if sections else ())
+    return Roadmap(
+        path=rec.path,
+        title=defn.rules.paths[rec.path.value].title,
+        why=_why(b, rec),
+        sitting_lines=sitting_lines,
+        next_steps=first_steps,
+        sections=tuple(sections),
+        events=tuple(_events(b, plan, license_ready)),
+        today=today,
+        plan=plan,
+        recommendation=rec,
+    )
+
+
+def _why(b: _Builder, rec: Recommendation) -> str:
+    """Two or three sentences tied to the physician's answers."""
+    reasons = [r for r in rec.reasons[:3]]
+    if not reasons:
+        return b.defn.rules.paths[rec.path.value].summary
+    first = reasons[0][:1].upper() + reasons[0][1:]
+    joined = (
+        first
+        if len(reasons) == 1
+        else f"{first}, " + ", ".join(reasons[1:-1]) + (", and " if len(reasons) > 2 else " and ") + reasons[-1]
+    )
+    if len(reasons) == 2:
+        joined = f"{first} and {reasons[1]}"
+    sentences = [joined + "."]
+    if rec.path is Path.NOT_YET:
+        if rec.blockers and rec.blockers != rec.reasons:
+            sentences.append(rec.blockers[0])
+    else:
+        sentences.append(b.defn.rules.paths[rec.path.value].summary)
+        if rec.ruled_out is not None and rec.blockers:
+            out = b.defn.rules.paths[rec.ruled_out.value].title
+            sentences.append(f"{out} is out for now: {rec.blockers[0]}.")
+    return " ".join(sentences)
+
+
+def _eligibility_fact(b: _Builder) -> Fact:
+    profession = b.answers.get("profession")
+    if profession in {"md", "do"}:
+        return b.facts.eligibility.md_do
+    if profession == "psychologist":
+        return b.facts.eligibility.psychologist
+    return b.facts.eligibility.other
+
+
+def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None) -> list[Item]:
+    f = b.facts
+    steps: list[Item] = []
+    nxt = plan.next if plan else None
+    if license_ready is not None:
+        steps.append(
+            b.item(
+                f.ca_license.lead,
+                license_ready,
+                f"Get your California license, aiming for {day(license_ready)}.",
+            )
+        )
+    steps.append(b.item(f.eligibility.license, None, "Confirm eligibility now."))
+    steps.append(b.item(_eligibility_fact(b)))
+    steps.append(b.item(f.eligibility.treatment))
+    if b.answers.get("profession") == "dc":
+        steps.append(b.item(f.course.chiropractor))
+    fee = f.exam.fee
+    if nxt is not None:
+        assumed = (
+            f" (assumed {f.exam.deadline_gap.days} days before the window: check the exam packet)"
+            if nxt.deadline_assumed
+            else ""
+        )
+        text = (
+            f"File QME Form 100 (application) and Form 102 (exam registration) with the ${fee.amount} fee by "
+            f"{day(nxt.deadline)}{assumed}: {_days(nxt.days_to_deadline)} left."
+        )
+        steps.append(b.item(f.exam.deadline_gap, nxt.deadline, text))
+    else:
+        text = (
+            f"When DWC announces the next window, file QME Forms 100 and 102 with the ${fee.amount} fee by its "
+            f"deadline."
+        )
+        steps.append(b.item(f.exam.deadline_gap, None, text))
+    if nxt is not None and nxt.course_in_time:
+        by = nxt.sitting.first_day - timedelta(days=1)
+        text = (
+            f"Finish the {f.course.hours}-hour report-writing course by {day(by)}, before the exam that tests "
+            f"the same material."
+        )
+        steps.append(b.item(f.course, by, text))
+    elif nxt is not None:
+        text = (
+            f"Take the {f.course.hours}-hour report-writing course after the {window(nxt.sitting)} exam if you "
+            f"can't fit it in before; it is required before appointment, not for the exam."
+        )
+        steps.append(b.item(f.course, None, text))
+    else:
+        steps.append(
+            b.item(
+                f.course,
+                None,
+                f"Take the {f.course.hours}-hour report-writing course while you wait for the next exam window.",
+            )
+        )
+    steps.append(b.item(f.exam.review))
+    if nxt is not None:
+        text = f"Sit the exam in the {window(nxt.sitting)} window."
+        steps.append(b.item(f.exam.format, nxt.sitting.first_day, text))
+    else:
+        steps.append(b.item(f.exam.format, None, "Sit the exam in the next window."))
+    steps.append(b.item(f.exam.pass_rate))
+    steps.append(b.item(f.appointment.fees))
+    steps.append(b.item(f.appointment.offices))
+    steps.append(b.item(f.appointment.panels))
+    steps.append(b.item(f.reappointment))
+    return steps
+
+
+def _ime_steps(b: _Builder, hybrid: bool) -> list[Item]:
+    f = b.facts
+    steps = [
+        b.item(f.ime.license),
+        b.item(f.ime.insurance),
+        b.item(f.ime.reports),
+        b.item(f.ime.referrals),
+        b.item(f.ime.lead),
+    ]
+    if b.answers.get("ca_license") == "active" or hybrid:
+        steps.append(b.item(f.ime.california))
+    return steps
+
+
+def _state_rules(b: _Builder) -> list[Item]:
+    rules = []
+    for key in b.picked("other_states"):
+        rule = b.facts.state(key)
+        if rule is not None:
+            rules.append(b.item(rule))
+    return rules
+
+
+def _sitting_lines(b: _Builder, plan: SittingPlan, license_ready: date | None) -> tuple[str, ...]:
+    f = b.facts
+    lines: list[str] = []
+    if license_ready is not None:
+        lines.append(
+            f"Counting about {f.ca_license.lead.days} days for your California license (our planning assumption), "
+            f"you could apply from {day(license_ready)}."
+        )
+    for missed in plan.missed:
+        lines.append(f"The {window(missed.sitting)} window can't be made: {missed.why_not} ({day(missed.deadline)}).")
+    if plan.next is not None:
+        lines.append("Next exam you can make: " + _option_line(b, plan.next))
+        if plan.following is not None:
+            lines.append("The one after: " + _option_line(b, plan.following))
+        else:
+            lines.append(
+                "The window after that has not been announced yet; the exam has run in "
+                f"{_month_names(f.exam.frequency.months)}."
+            )
+    else:
+        lines.append(
+            f"The next exam window has not been announced yet. {f.exam.frequency.text} {f.exam.announcement.text} "
+            f"Check the DWC QME page: {f.meta.dwc_qme_page}"
+        )
+    return tuple(lines)
+
+
+def _option_line(b: _Builder, option: SittingOption) -> str:
+    f = b.facts
+    assumed = f" (assumed {f.exam.deadline_gap.days} days before the window)" if option.deadline_assumed else ""
+    course = (
+        f"There is time to finish the {f.course.hours}-hour course first."
+        if option.course_in_time
+        else f"Too little time to finish the {f.course.hours}-hour course first; it is needed only before appointment."
+    )
+    note = (
+        f" {option.sitting.note}."
+        if option.sitting.note and not option.sitting.note.endswith(".")
+        else (f" {option.sitting.note}" if option.sitting.note else "")
+    )
+    return (
+        f"{window(option.sitting)}; apply by {day(option.deadline)}{assumed}: "
+        f"{_days(option.days_to_deadline)} left to apply, {_days(option.days_to_window)} to the window. {course}{note}"
+    )
+
+
+def _money(b: _Builder, qme: bool, ime: bool) -> list[Item]:
+    f = b.facts
+    items: list[Item] = []
+    if qme:
+        codes = "; ".join(f"{c.code} {c.label} ${c.amount:,.2f} {c.unit}" for c in f.fees.codes)
+        items.append(Item(f"{f.fees.text} {codes}.", b.cite(f.fees)))
+        items.append(b.item(f.fees.modifiers))
+    items.append(b.item(f.ime.fees))
+    items.append(b.item(f.ime.poll))
+    return items
+
+
+def _fit(b: _Builder, qme: bool, ime: bool) -> list[Item]:
+    f = b.facts
+    items: list[Item] = []
+    specialty = b.answers.get("specialty")
+    fit = f.specialty(specialty) if isinstance(specialty, str) else None
+    if fit is not None:
+        if qme:
+            items.append(Item(fit.qme, b.cite(fit)))
+        if ime:
+            items.append(Item(fit.ime, b.cite(fit)))
+    for key in b.picked("case_types"):
+        case = next((c for c in f.case_types if c.key == key), None)
+        if case is not None:
+            items.append(Item(case.text))
+    if b.picked("case_types"):
+        items.append(b.item(f.case_poll))
+    return items
+
+
+def _events(b: _Builder, plan: SittingPlan | None, license_ready: date | None) -> list[CalendarEvent]:
+    if plan is None:
+        return []
+    f = b.facts
+    events: list[CalendarEvent] = []
+    if license_ready is not None:
+        events.append(
+            CalendarEvent(
+                "license", "Aim to hold your California license", license_ready, license_ready, f.ca_license.lead.text
+            )
+        )
+    nxt = plan.next
+    if nxt is not None:
+        s = nxt.sitting
+        if nxt.course_in_time:
+            by = s.first_day - timedelta(days=1)
+            events.append(
+                CalendarEvent(
+                    "course", f"Finish the {f.course.hours}-hour QME report-writing course", by, by, f.course.text
+                )
+            )
+        assumed = " (assumed; check the exam packet)" if nxt.deadline_assumed else ""
+        events.append(
+            CalendarEvent(
+                "deadline",
+                "QME application deadline: Forms 100 and 102" + assumed,
+                nxt.deadline,
+                nxt.deadline,
+                f"{f.exam.deadline_gap.text} Exam fee ${f.exam.fee.amount}. {f.meta.dwc_qme_page}",
+            )
+        )
+        events.append(
+            CalendarEvent(
+                "exam",
+                "QME competency exam window",
+                s.first_day,
+                s.last_day,
+                f"{f.exam.format.text} {s.note} {s.source}".strip(),
+            )
+        )
+    else:
+        for month in f.exam.announcement.check_months:
+            year = b.today.year + (1 if date(b.today.year, month, f.exam.announcement.check_day) <= b.today else 0)
+            check = date(year, month, f.exam.announcement.check_day)
+            events.append(
+                CalendarEvent(
+                    f"check-{year}-{month:02d}",
+                    "Check the DWC QME page for the next exam announcement",
+                    check,
+                    check,
+                    f"{f.exam.announcement.text} {f.meta.dwc_qme_page}",
+                )
+            )
+    return sorted(events, key=lambda e: e.start)
