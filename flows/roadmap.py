@@ -87,10 +87,6 @@ def window(sitting: Sitting) -> str:
     return f"{day(sitting.first_day)} - {day(sitting.last_day)}"
 
 
-def _days(n: int) -> str:
-    return "today" if n == 0 else ("1 day" if n == 1 else f"{n} days")
-
-
 def _month_names(months: Sequence[int]) -> str:
     names = [date(2000, m, 1).strftime("%B") for m in months]
     return " and ".join(names)
@@ -160,9 +156,9 @@ def build_roadmap(
     if ime_steps:
         title = "IME steps (start now, while QME is in the works)" if rec.path is Path.HYBRID else "IME steps"
         sections.append(Section("ime_steps", title, tuple(ime_steps)))
-    sitting_lines = _sitting_lines(b, plan, license_ready) if plan is not None else ()
+    sitting_items = _sitting_items(b, plan, license_ready) if plan is not None else ()
     if plan is not None:
-        sections.append(Section("sittings", "QME exam sittings", tuple(Item(line) for line in sitting_lines)))
+        sections.append(Section("sittings", "QME exam sittings", sitting_items))
     if rec.path is not Path.NOT_YET:
         sections.append(Section("money", "Money", tuple(_money(b, qme, ime))))
         sections.append(Section("fit", "Your specialty and case types", tuple(_fit(b, qme, ime))))
@@ -182,7 +178,7 @@ def build_roadmap(
         path=rec.path,
         title=defn.rules.paths[rec.path.value].title,
         why=_why(b, rec),
-        sitting_lines=sitting_lines,
+        sitting_lines=tuple(item.text for item in sitting_items),
         next_steps=first_steps,
         sections=tuple(sections),
         events=tuple(_events(b, plan, license_ready)),
@@ -235,7 +231,7 @@ def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None
             b.item(
                 f.ca_license.lead,
                 license_ready,
-                f"Get your California license, aiming for {day(license_ready)}.",
+                f"Get your California license, aiming for {day(license_ready)} (our planning assumption).",
             )
         )
     steps.append(b.item(f.eligibility.license, None, "Confirm eligibility now."))
@@ -252,7 +248,7 @@ def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None
         )
         text = (
             f"File QME Form 100 (application) and Form 102 (exam registration) with the ${fee.amount} fee by "
-            f"{day(nxt.deadline)}{assumed}: {_days(nxt.days_to_deadline)} left."
+            f"{day(nxt.deadline)}{assumed}: {_left(nxt.days_to_deadline, 'to apply')}."
         )
         steps.append(b.item(f.exam.deadline_gap, nxt.deadline, text))
     else:
@@ -319,49 +315,62 @@ def _state_rules(b: _Builder) -> list[Item]:
     return rules
 
 
-def _sitting_lines(b: _Builder, plan: SittingPlan, license_ready: date | None) -> tuple[str, ...]:
+def _sitting_items(b: _Builder, plan: SittingPlan, license_ready: date | None) -> tuple[Item, ...]:
     f = b.facts
-    lines: list[str] = []
+    items: list[Item] = []
     if license_ready is not None:
-        lines.append(
+        text = (
             f"Counting about {f.ca_license.lead.days} days for your California license (our planning assumption), "
             f"you could apply from {day(license_ready)}."
         )
+        items.append(Item(text, b.cite(f.ca_license.lead)))
     for missed in plan.missed:
-        lines.append(f"The {window(missed.sitting)} window can't be made: {missed.why_not} ({day(missed.deadline)}).")
+        assumed = (
+            f"; that deadline is assumed {f.exam.deadline_gap.days} days before the window, so check the exam packet"
+            if missed.deadline_assumed
+            else ""
+        )
+        why = f"{missed.why_not} ({day(missed.deadline)}{assumed})"
+        items.append(Item(f"The {window(missed.sitting)} window can't be made: {why}."))
     if plan.next is not None:
-        lines.append("Next exam you can make: " + _option_line(b, plan.next))
+        items.append(Item("Next exam you can make: " + _option_line(b, plan.next)))
         if plan.following is not None:
-            lines.append("The one after: " + _option_line(b, plan.following))
+            items.append(Item("The one after: " + _option_line(b, plan.following)))
         else:
-            lines.append(
-                "The window after that has not been announced yet; the exam has run in "
-                f"{_month_names(f.exam.frequency.months)}."
-            )
+            months = _month_names(f.exam.frequency.months)
+            text = f"The window after that has not been announced yet; the exam has run in {months}."
+            items.append(Item(text, b.cite(f.exam.frequency)))
     else:
-        lines.append(
+        text = (
             f"The next exam window has not been announced yet. {f.exam.frequency.text} {f.exam.announcement.text} "
             f"Check the DWC QME page: {f.meta.dwc_qme_page}"
         )
-    return tuple(lines)
+        items.append(Item(text, b.cite(f.exam.announcement)))
+    return tuple(items)
+
+
+def _left(days: int, what: str) -> str:
+    if days == 0:
+        return f"today is the last day {what}"
+    return f"{days} day{'' if days == 1 else 's'} left {what}"
 
 
 def _option_line(b: _Builder, option: SittingOption) -> str:
     f = b.facts
     assumed = f" (assumed {f.exam.deadline_gap.days} days before the window)" if option.deadline_assumed else ""
+    lead = f.course.lead.days
     course = (
-        f"There is time to finish the {f.course.hours}-hour course first."
+        f"At our planning pace of about {lead} days for the {f.course.hours}-hour course (an assumption), "
+        "there is time to finish it first."
         if option.course_in_time
-        else f"Too little time to finish the {f.course.hours}-hour course first; it is needed only before appointment."
+        else f"At our planning pace of about {lead} days, the {f.course.hours}-hour course won't fit before the exam; "
+        "it is needed only before appointment."
     )
-    note = (
-        f" {option.sitting.note}."
-        if option.sitting.note and not option.sitting.note.endswith(".")
-        else (f" {option.sitting.note}" if option.sitting.note else "")
-    )
+    note = option.sitting.note.rstrip(".")
     return (
         f"{window(option.sitting)}; apply by {day(option.deadline)}{assumed}: "
-        f"{_days(option.days_to_deadline)} left to apply, {_days(option.days_to_window)} to the window. {course}{note}"
+        f"{_left(option.days_to_deadline, 'to apply')}, {option.days_to_window} days to the window. {course}"
+        + (f" {note}." if note else "")
     )
 
 
