@@ -63,8 +63,11 @@ async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     message, user = update.effective_message, update.effective_user
     if message is None or user is None or not message.text:
         return
-    name = message.text.split()[0][1:].split("@")[0]
-    reply = await _dialogue(context).command(user.id, name, " ".join(context.args or []))
+    # The text after the command, as typed: PTB fills context.args only for registered commands, and the
+    # plugins' commands (admin tools) arrive through the catch-all MessageHandler.
+    command, *rest = message.text.strip().split(maxsplit=1)
+    name = command[1:].split("@")[0]
+    reply = await _dialogue(context).command(user.id, name, rest[0] if rest else "")
     await deliver(context.bot, message.chat_id, reply)
 
 
