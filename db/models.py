@@ -1,17 +1,20 @@
-"""Tables: users, their decision-flow sessions with the answers, and the recommendations given.
+"""Tables: users, their decision-flow sessions with the answers, the recommendations given, the QME exam calendar
+and the admin changes to it that wait for a confirm.
 
 Nothing identifying is stored beyond the Telegram user id (no names, no usernames): see /privacy.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -120,3 +123,36 @@ class RecommendationRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     session: Mapped[FlowSession] = relationship(back_populates="recommendations")
+
+
+class ExamSitting(Timestamps, Base):
+    """One QME exam window as admins keep it; the roadmap reads these (flows.sittings.Sitting in the bot layer)."""
+
+    __tablename__ = "exam_sittings"
+    __table_args__ = (
+        CheckConstraint("last_day >= first_day", name="window_order"),
+        CheckConstraint("deadline IS NULL OR deadline < first_day", name="deadline_before_window"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date, index=True)
+    last_day: Mapped[date] = mapped_column(Date)
+    deadline: Mapped[date | None] = mapped_column(Date)
+    """The application deadline (Forms 100 and 102); None when the announcement gave none."""
+    note: Mapped[str] = mapped_column(String(300), default="")
+    source: Mapped[str] = mapped_column(String(500), default="")
+
+
+class AdminAction(Base):
+    """A change an admin asked for and has not confirmed yet.
+
+    Kept in the database, not in memory, so the Confirm button works after a restart and in any bot process.
+    """
+
+    __tablename__ = "admin_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -14,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import AnswerRow, FlowSession, RecommendationRow, User, utcnow
+from db.models import AdminAction, AnswerRow, ExamSitting, FlowSession, RecommendationRow, User, utcnow
 
 AnswerValue = str | list[str]
 
@@ -173,9 +174,104 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
         delete(AnswerRow).where(AnswerRow.session_id.in_(session_ids)),
         delete(RecommendationRow).where(RecommendationRow.session_id.in_(session_ids)),
         delete(FlowSession).where(FlowSession.user_id == user_id),
+        delete(AdminAction).where(AdminAction.user_id == user_id),
         delete(User).where(User.id == user_id),
     ):
         result = await session.execute(stmt, execution_options={"synchronize_session": False})
         removed += getattr(result, "rowcount", 0) or 0
     session.expunge_all()
     return removed
+
+
+# -- the exam calendar ------------------------------------------------------------------------------------
+
+SITTING_FIELDS = frozenset({"first_day", "last_day", "deadline", "note", "source"})
+
+
+async def list_sittings(session: AsyncSession) -> list[ExamSitting]:
+    """Every stored window, earliest first (the roadmap and the admin listings read them in this order)."""
+    stmt = select(ExamSitting).order_by(ExamSitting.first_day, ExamSitting.last_day, ExamSitting.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_sitting(session: AsyncSession, sitting_id: int, *, for_update: bool = False) -> ExamSitting | None:
+    return await session.get(ExamSitting, sitting_id, with_for_update=for_update)
+
+
+async def add_sitting(
+    session: AsyncSession,
+    *,
+    first_day: date,
+    last_day: date,
+    deadline: date | None = None,
+    note: str = "",
+    source: str = "",
+) -> ExamSitting:
+    row = ExamSitting(first_day=first_day, last_day=last_day, deadline=deadline, note=note, source=source)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def update_sitting(session: AsyncSession, sitting_id: int, **fields: Any) -> ExamSitting | None:
+    """Set the given fields (first_day, last_day, deadline, note, source); None when there is no such window."""
+    unknown = set(fields) - SITTING_FIELDS
+    if unknown:
+        raise TypeError(f"not a sitting field: {', '.join(sorted(unknown))}")
+    row = await session.get(ExamSitting, sitting_id, with_for_update=True)
+    if row is None:
+        return None
+    for name, value in fields.items():
+        setattr(row, name, value)
+    await session.flush()
+    return row
+
+
+async def remove_sitting(session: AsyncSession, sitting_id: int) -> bool:
+    result = await session.execute(delete(ExamSitting).where(ExamSitting.id == sitting_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+# -- admin changes waiting for a confirm ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    id: int
+    user_id: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+async def add_admin_action(session: AsyncSession, user_id: int, kind: str, payload: dict[str, Any]) -> int:
+    """Queue a change for the admin's confirm; the caller has created the user (`lock_user`) first."""
+    row = AdminAction(user_id=user_id, kind=kind, payload=payload)
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def get_admin_action(session: AsyncSession, action_id: int) -> PendingAction | None:
+    """The pending action, locked on PostgreSQL so that two processes cannot both apply it."""
+    row = await session.get(AdminAction, action_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        return None
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)  # SQLite: naive UTC
+    return PendingAction(row.id, row.user_id, row.kind, dict(row.payload), created)
+
+
+async def take_admin_action(session: AsyncSession, action_id: int) -> bool:
+    """Remove the action; False when another press removed it first (so it is applied at most once)."""
+    result = await session.execute(
+        delete(AdminAction).where(AdminAction.id == action_id), execution_options={"synchronize_session": False}
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def drop_admin_actions_before(session: AsyncSession, cutoff: datetime) -> int:
+    """Forget actions nobody confirmed in time, so the table stays small."""
+    result = await session.execute(
+        delete(AdminAction).where(AdminAction.created_at < cutoff), execution_options={"synchronize_session": False}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
