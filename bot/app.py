@@ -9,6 +9,7 @@ from telegram import BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
 from bot import handlers, texts
+from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Dialogue
 from bot.settings import Settings
 from db.engine import make_engine, make_session_factory
@@ -35,6 +36,8 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
     app = builder.post_init(post_init).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
-    app.bot_data["dialogue"] = Dialogue(make_session_factory(db_engine))
+    sessions = make_session_factory(db_engine)
+    admin = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
+    app.bot_data["dialogue"] = Dialogue(sessions, plugins=[admin])
     handlers.register(app)
     return app

@@ -9,12 +9,19 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from db.models import ExamSitting
 
 
 class UserError(Exception):
@@ -53,6 +60,27 @@ def _parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="revert migrations (default: the last one; 'base' reverts all)")
     down.add_argument("revision", nargs="?", default="-1")
     db_sub.add_parser("current", help="show the database's revision and the newest one")
+
+    sittings = sub.add_parser("sittings", help="the QME exam calendar: list, add, edit and remove exam windows")
+    sit_sub = sittings.add_subparsers(dest="sittings_command", required=True, metavar="ACTION")
+    sit_sub.add_parser("list", help="one line per window: ID  FIRST..LAST  deadline DEADLINE  NOTE")
+    add = sit_sub.add_parser("add", help="add an exam window (dates YYYY-MM-DD; the window must start after today)")
+    add.add_argument("--first", required=True, metavar="DATE", help="the window's first day")
+    add.add_argument("--last", required=True, metavar="DATE", help="the window's last day")
+    add.add_argument("--deadline", metavar="DATE", help="the application deadline, when announced")
+    add.add_argument("--note", default="", metavar="TEXT", help="format and location, e.g. 'Pearson VUE'")
+    add.add_argument("--source", default="", metavar="URL", help="where the dates were announced")
+    edit = sit_sub.add_parser("edit", help="change fields of an exam window")
+    edit.add_argument("id", type=int, metavar="ID")
+    edit.add_argument("--first", metavar="DATE")
+    edit.add_argument("--last", metavar="DATE")
+    deadline = edit.add_mutually_exclusive_group()
+    deadline.add_argument("--deadline", metavar="DATE")
+    deadline.add_argument("--no-deadline", action="store_true", help="no deadline was announced")
+    edit.add_argument("--note", metavar="TEXT")
+    edit.add_argument("--source", metavar="URL")
+    remove = sit_sub.add_parser("remove", help="remove an exam window")
+    remove.add_argument("id", type=int, metavar="ID")
     return parser
 
 
@@ -138,6 +166,108 @@ async def _db_quiet_upgrade(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def _sittings(settings: Settings, args: argparse.Namespace) -> None:
+    """`medlegal sittings ...`: the calendar and the checks of the admins' chat commands, without a confirm step."""
+    from db.engine import make_engine, make_session_factory
+
+    await _db_quiet_upgrade(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            work = {"list": _sittings_list, "add": _sittings_add, "edit": _sittings_edit, "remove": _sittings_remove}
+            await work[args.sittings_command](session, args, settings.current_date())
+    finally:
+        await engine.dispose()
+
+
+def _day(text: str) -> date:
+    from flows.sittings import parse_day
+
+    try:
+        return parse_day(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+async def _sittings_list(session: AsyncSession, _args: argparse.Namespace, today: date) -> None:
+    from bot.admin_sittings import calendar_is_short, short_calendar_hint, stored_sittings, window_line
+
+    sittings = await stored_sittings(session)
+    for sitting in sittings:
+        print(window_line(sitting))
+    if calendar_is_short(sittings, today):
+        print(short_calendar_hint(), file=sys.stderr)  # stdout stays one line per window, for scripts
+
+
+async def _sittings_add(session: AsyncSession, args: argparse.Namespace, today: date) -> None:
+    from bot.admin_sittings import as_sitting, clean_text, problems_with, stored_sittings, window_line
+    from db import repository as repo
+    from flows.sittings import Sitting
+
+    new = Sitting(
+        first_day=_day(args.first),
+        last_day=_day(args.last),
+        deadline=_day(args.deadline) if args.deadline else None,
+        note=clean_text(args.note),
+        source=clean_text(args.source),
+    )
+    problems = problems_with(new, today, await stored_sittings(session))
+    if problems:
+        raise UserError(f"cannot add the window: {'; '.join(problems)}")
+    row = await repo.add_sitting(
+        session, first_day=new.first_day, last_day=new.last_day, deadline=new.deadline, note=new.note, source=new.source
+    )
+    print(f"added {window_line(as_sitting(row))}")
+
+
+async def _locked_sitting(session: AsyncSession, sitting_id: int) -> ExamSitting:
+    from db import repository as repo
+
+    row = await repo.get_sitting(session, sitting_id, for_update=True)
+    if row is None:
+        raise UserError(f"there is no exam window with id {sitting_id} (see `medlegal sittings list`)")
+    return row
+
+
+async def _sittings_edit(session: AsyncSession, args: argparse.Namespace, today: date) -> None:
+    from dataclasses import replace
+
+    from bot.admin_sittings import as_sitting, clean_text, dates_moved, problems_with, stored_sittings, window_line
+    from db import repository as repo
+
+    before = as_sitting(await _locked_sitting(session, args.id))
+    changes: dict[str, Any] = {}
+    if args.first is not None:
+        changes["first_day"] = _day(args.first)
+    if args.last is not None:
+        changes["last_day"] = _day(args.last)
+    if args.deadline is not None or args.no_deadline:
+        changes["deadline"] = None if args.no_deadline else _day(args.deadline)
+    if args.note is not None:
+        changes["note"] = clean_text(args.note)
+    if args.source is not None:
+        changes["source"] = clean_text(args.source)
+    if not changes:
+        raise UserError("nothing to change: give --first, --last, --deadline, --no-deadline, --note or --source")
+    after = replace(before, **changes)
+    existing = await stored_sittings(session)
+    problems = problems_with(after, today, existing, dates_changed=dates_moved(before, after))
+    if problems:
+        raise UserError(f"cannot change window {args.id}: {'; '.join(problems)}")
+    updated = await repo.update_sitting(session, args.id, **changes)
+    assert updated is not None  # locked above
+    print(f"updated {window_line(as_sitting(updated))}")
+
+
+async def _sittings_remove(session: AsyncSession, args: argparse.Namespace, _today: date) -> None:
+    from bot.admin_sittings import as_sitting, window_line
+    from db import repository as repo
+
+    before = as_sitting(await _locked_sitting(session, args.id))
+    await repo.remove_sitting(session, args.id)
+    print(f"removed {window_line(before)}")
+
+
 def _chat(settings: Settings, user: int | None, admin: bool) -> None:
     from bot.console import DEFAULT_USER_ID, run_console
 
@@ -160,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _chat(settings, args.user, args.admin)
         elif args.command == "db":
             asyncio.run(_db(settings, args.db_command, getattr(args, "revision", "head")))
+        elif args.command == "sittings":
+            asyncio.run(_sittings(settings, args))
     except UserError as exc:
         print(f"medlegal: {exc}", file=sys.stderr)
         return 1

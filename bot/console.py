@@ -11,6 +11,7 @@ import html
 import re
 from typing import TextIO
 
+from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Button, Dialogue, Reply, Screen, parse_press
 from bot.settings import Settings
 from db import migrate
@@ -101,7 +102,9 @@ async def run_console(settings: Settings, user_id: int, stdin: TextIO, out: Text
     engine = make_engine(settings.database_url)
     try:
         await migrate.upgrade(engine)
-        chat = ConsoleChat(Dialogue(make_session_factory(engine)), user_id, out)
+        sessions = make_session_factory(engine)
+        admin = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
+        chat = ConsoleChat(Dialogue(sessions, plugins=[admin]), user_id, out)
         chat.show(await chat.dialogue.command(user_id, "start"))
         interactive = stdin.isatty()
         while True:
