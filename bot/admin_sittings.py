@@ -7,7 +7,6 @@ in memory), so the button still works after a restart and in whichever bot proce
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -16,9 +15,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.dialogue import Button, Reply, Screen
+from bot.exam_calendar import as_sitting, stored_sittings
+from bot.screens import Button, Reply, Screen, esc
 from db import repository as repo
-from db.models import ExamSitting, utcnow
+from db.models import utcnow
 from flows.sittings import Sitting, parse_day, sitting_problems
 
 HORIZON_DAYS = 90
@@ -58,23 +58,6 @@ SAVED = "Saved."
 
 
 # -- shared with the CLI ----------------------------------------------------------------------------------
-def as_sitting(row: ExamSitting) -> Sitting:
-    """The stored row as the pure planning value (db does not import flows, so the conversion lives here)."""
-    return Sitting(
-        first_day=row.first_day,
-        last_day=row.last_day,
-        deadline=row.deadline,
-        note=row.note,
-        source=row.source,
-        id=row.id,
-    )
-
-
-async def stored_sittings(session: AsyncSession) -> list[Sitting]:
-    """The calendar, earliest first, for the roadmap and the admin listings."""
-    return [as_sitting(row) for row in await repo.list_sittings(session)]
-
-
 def calendar_is_short(sittings: Iterable[Sitting], today: date) -> bool:
     """True when no window starts more than HORIZON_DAYS after today: DWC announces about three months ahead."""
     horizon = today + timedelta(days=HORIZON_DAYS)
@@ -236,10 +219,6 @@ def _change_from(kind: str, payload: dict[str, Any]) -> _Change:
 
 
 # -- screens ----------------------------------------------------------------------------------------------
-def _esc(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
 def _span(sitting: Sitting) -> str:
     days = (sitting.last_day - sitting.first_day).days + 1
     return f"{sitting.first_day.isoformat()}..{sitting.last_day.isoformat()} ({days} day{'s' if days > 1 else ''})"
@@ -265,9 +244,9 @@ def _fields(sitting: Sitting, was: Sitting | None = None) -> list[str]:
     old_values = [value for _, value in shown(was)] if was is not None else None
     lines = []
     for i, (label, value) in enumerate(shown(sitting)):
-        line = f"<b>{label}:</b> {_esc(value)}"
+        line = f"<b>{label}:</b> {esc(value)}"
         if old_values is not None and old_values[i] != value:
-            line += f" <i>(was {_esc(old_values[i])})</i>"
+            line += f" <i>(was {esc(old_values[i])})</i>"
         lines.append(line)
     return lines
 
@@ -278,9 +257,9 @@ def _listing_line(sitting: Sitting, today: date) -> str:
     line = f"{mark} · <b>#{sitting.id}</b> {sitting.first_day.isoformat()}..{sitting.last_day.isoformat()}"
     line += f" · deadline {deadline}"
     if sitting.note:
-        line += f" · {_esc(sitting.note)}"
+        line += f" · {esc(sitting.note)}"
     if sitting.source:
-        line += f"\n    <i>source: {_esc(sitting.source)}</i>"
+        line += f"\n    <i>source: {esc(sitting.source)}</i>"
     return line
 
 
@@ -322,7 +301,7 @@ def _done(change: _Change, stored: Sitting) -> Screen:
 
 
 def _refusal(problems: list[str]) -> Reply:
-    return Reply(send=[Screen(_esc(NOT_QUEUED.format(problem="; ".join(problems))))])
+    return Reply(send=[Screen(esc(NOT_QUEUED.format(problem="; ".join(problems))))])
 
 
 _PRESS = re.compile(r"^sit:(ok|no):([0-9]{1,12})$")
@@ -349,7 +328,7 @@ class SittingsAdmin:
     # -- Plugin -----------------------------------------------------------------------------------------
     async def command(self, user_id: int, name: str, args: str) -> Reply:
         if user_id not in self.admin_ids:
-            return Reply(send=[Screen(_esc(NOT_ADMIN))])
+            return Reply(send=[Screen(esc(NOT_ADMIN))])
         try:
             if name == "sittings":
                 async with self.sessions() as session:
@@ -459,7 +438,7 @@ class SittingsAdmin:
         current = await repo.get_sitting(session, sitting_id, for_update=True)
         if current is None or as_sitting(current) != change.before:
             text = CHANGED_SINCE.format(id=sitting_id)
-            return Reply(notice=text, edit=Screen(_esc(text)))
+            return Reply(notice=text, edit=Screen(esc(text)))
         if change.kind == "remove":
             await repo.remove_sitting(session, sitting_id)
             return Reply(notice=SAVED, edit=_done(change, change.before))
@@ -483,4 +462,4 @@ class SittingsAdmin:
     @staticmethod
     def _not_saved(problems: list[str]) -> Reply:
         text = f"Not saved: {'; '.join(problems)}."
-        return Reply(notice=text[:200], edit=Screen(_esc(text)))
+        return Reply(notice=text[:200], edit=Screen(esc(text)))

@@ -9,9 +9,8 @@ from telegram import BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
 from bot import handlers, texts
-from bot.admin_sittings import SittingsAdmin
-from bot.dialogue import Dialogue
 from bot.settings import Settings
+from bot.wiring import build_dialogue
 from db.engine import make_engine, make_session_factory
 
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -36,8 +35,6 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
     app = builder.post_init(post_init).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
-    sessions = make_session_factory(db_engine)
-    admin = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
-    app.bot_data["dialogue"] = Dialogue(sessions, plugins=[admin])
+    app.bot_data["dialogue"] = build_dialogue(settings, make_session_factory(db_engine))
     handlers.register(app)
     return app

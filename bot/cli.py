@@ -190,7 +190,8 @@ def _day(text: str) -> date:
 
 
 async def _sittings_list(session: AsyncSession, _args: argparse.Namespace, today: date) -> None:
-    from bot.admin_sittings import calendar_is_short, short_calendar_hint, stored_sittings, window_line
+    from bot.admin_sittings import calendar_is_short, short_calendar_hint, window_line
+    from bot.exam_calendar import stored_sittings
 
     sittings = await stored_sittings(session)
     for sitting in sittings:
@@ -200,7 +201,8 @@ async def _sittings_list(session: AsyncSession, _args: argparse.Namespace, today
 
 
 async def _sittings_add(session: AsyncSession, args: argparse.Namespace, today: date) -> None:
-    from bot.admin_sittings import as_sitting, clean_text, problems_with, stored_sittings, window_line
+    from bot.admin_sittings import clean_text, problems_with, window_line
+    from bot.exam_calendar import as_sitting, stored_sittings
     from db import repository as repo
     from flows.sittings import Sitting
 
@@ -232,7 +234,8 @@ async def _locked_sitting(session: AsyncSession, sitting_id: int) -> ExamSitting
 async def _sittings_edit(session: AsyncSession, args: argparse.Namespace, today: date) -> None:
     from dataclasses import replace
 
-    from bot.admin_sittings import as_sitting, clean_text, dates_moved, problems_with, stored_sittings, window_line
+    from bot.admin_sittings import clean_text, dates_moved, problems_with, window_line
+    from bot.exam_calendar import as_sitting, stored_sittings
     from db import repository as repo
 
     before = as_sitting(await _locked_sitting(session, args.id))
@@ -260,7 +263,8 @@ async def _sittings_edit(session: AsyncSession, args: argparse.Namespace, today:
 
 
 async def _sittings_remove(session: AsyncSession, args: argparse.Namespace, _today: date) -> None:
-    from bot.admin_sittings import as_sitting, window_line
+    from bot.admin_sittings import window_line
+    from bot.exam_calendar import as_sitting
     from db import repository as repo
 
     before = as_sitting(await _locked_sitting(session, args.id))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from pathlib import Path
 from typing import TextIO
 
-from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Button, Dialogue, Reply, Screen, parse_press
 from bot.settings import Settings
+from bot.wiring import build_dialogue
 from db import migrate
 from db.engine import make_engine, make_session_factory
 
@@ -32,8 +33,9 @@ def _label_key(label: str) -> str:
 
 
 class ConsoleChat:
-    def __init__(self, dialogue: Dialogue, user_id: int, out: TextIO) -> None:
+    def __init__(self, dialogue: Dialogue, user_id: int, out: TextIO, files_dir: Path | None = None) -> None:
         self.dialogue = dialogue
+        self.files_dir = files_dir or Path.cwd()
         self.user_id = user_id
         self.out = out
         self.buttons: list[Button] = []
@@ -62,6 +64,10 @@ class ConsoleChat:
             self._show_screen(reply.edit)
         for screen in reply.send:
             self._show_screen(screen)
+        for document in reply.documents:
+            path = self.files_dir / document.filename
+            path.write_bytes(document.content)
+            self._print(f"{document.caption}\nSaved to {path.resolve()}\n")
 
     async def handle(self, line: str) -> None:
         line = line.strip()
@@ -102,9 +108,7 @@ async def run_console(settings: Settings, user_id: int, stdin: TextIO, out: Text
     engine = make_engine(settings.database_url)
     try:
         await migrate.upgrade(engine)
-        sessions = make_session_factory(engine)
-        admin = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
-        chat = ConsoleChat(Dialogue(sessions, plugins=[admin]), user_id, out)
+        chat = ConsoleChat(build_dialogue(settings, make_session_factory(engine)), user_id, out)
         chat.show(await chat.dialogue.command(user_id, "start"))
         interactive = stdin.isatty()
         while True:

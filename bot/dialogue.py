@@ -10,49 +10,28 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
+from bot import roadmap_view, texts
+from bot.calendar_file import ics_bytes, ics_filename
+from bot.exam_calendar import stored_sittings
+from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
+from bot.settings import Settings
 from db import repository as repo
 from db.models import User
 from flows.conditions import Answer
 from flows.definition import Question
 from flows.engine import FlowEngine, FlowError, FlowState, StaleAnswer, restore
-from flows.recommend import Path, Recommendation, recommend
+from flows.recommend import Recommendation, recommend
+from flows.roadmap import Roadmap, build_roadmap
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class Button:
-    label: str
-    data: str
-
-
-Keyboard = tuple[tuple[Button, ...], ...]
-
-
-@dataclass(frozen=True)
-class Screen:
-    """One message: HTML text and an inline keyboard."""
-
-    text: str
-    keyboard: Keyboard = ()
-
-    def buttons(self) -> list[Button]:
-        return [b for row in self.keyboard for b in row]
-
-
-@dataclass
-class Reply:
-    """What to show: a short notice (a callback toast), a replacement for the pressed message, new messages."""
-
-    notice: str | None = None
-    edit: Screen | None = None
-    send: list[Screen] = field(default_factory=list)
+__all__ = ["Button", "Dialogue", "Document", "Keyboard", "Plugin", "Press", "Reply", "Screen", "parse_press"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +42,9 @@ class Press:
 
 
 # verb -> number of arguments after the turn. a: answer, t: toggle, d: done (multi), m: set multi and confirm,
-# b: back, e: edit an answer, s: summary, r: recommendation, c: continue (resume), n: new flow (start over).
-_VERBS = {"a": 2, "t": 2, "d": 1, "m": 2, "b": 0, "e": 1, "s": 0, "r": 0, "c": 0, "n": 0}
+# b: back, e: edit an answer, s: summary, r: recommendation, c: continue (resume), n: new flow (start over),
+# g: the full roadmap, k: the roadmap's calendar file.
+_VERBS = {"a": 2, "t": 2, "d": 1, "m": 2, "b": 0, "e": 1, "s": 0, "r": 0, "c": 0, "n": 0, "g": 0, "k": 0}
 _ARG = re.compile(r"^[A-Za-z0-9_+]{1,40}$")
 _ERASE = "x"
 
@@ -113,8 +93,10 @@ class Dialogue:
         sessions: async_sessionmaker[AsyncSession],
         engine: FlowEngine | None = None,
         plugins: Iterable[Plugin] = (),
+        settings: Settings | None = None,
     ) -> None:
         self.sessions = sessions
+        self.settings = settings or Settings.model_construct()
         self.engine = engine or FlowEngine()
         self.defn = self.engine.defn
         self.plugins = tuple(plugins)
@@ -142,7 +124,7 @@ class Dialogue:
         plugin = self._plugin_for_command(name)
         if plugin is not None:
             return await plugin.command(user_id, name, args)
-        handlers = {"start": self._start, "restart": self._restart, "cancel": self._cancel}
+        handlers = {"start": self._start, "restart": self._restart, "cancel": self._cancel, "roadmap": self._roadmap}
         handler = handlers.get(name)
         if handler is None:
             return Reply(send=[Screen(texts.UNKNOWN_COMMAND)])
@@ -198,8 +180,16 @@ class Dialogue:
         if latest is not None and latest.status == "completed":
             state = self._state(latest)
             if state.complete:
-                return Reply(send=[Screen(texts.WELCOME_BACK), self._recommendation_screen(state, latest.turn)])
+                return Reply(send=[Screen(texts.WELCOME_BACK), await self._roadmap_screen(session, state, latest.turn)])
         return await self._new_flow(session, user_id, texts.WELCOME)
+
+    async def _roadmap(self, session: AsyncSession, user_id: int) -> Reply:
+        latest = await repo.latest_flow(session, user_id)
+        if latest is not None and latest.status == "completed":
+            state = self._state(latest)
+            if state.complete:
+                return Reply(send=[await self._roadmap_screen(session, state, latest.turn)])
+        return Reply(send=[Screen(texts.NO_ROADMAP)])
 
     async def _restart(self, session: AsyncSession, user_id: int) -> Reply:
         return await self._new_flow(session, user_id, texts.STARTING_OVER)
@@ -251,11 +241,16 @@ class Dialogue:
                 reply = await self._new_flow(session, user_id, texts.STARTING_OVER)
                 return Reply(edit=_plain(texts.STARTING_OVER), send=reply.send[1:])
             if verb == "c":
-                return Reply(edit=_plain(texts.RESUMED), send=[self._screen(state, flow.turn)])
+                return Reply(edit=_plain(texts.RESUMED), send=[await self._screen(session, state, flow.turn)])
             if verb == "s":
                 return Reply(send=[self._summary_screen(state, flow.turn)])
+            if verb == "g" and state.complete:
+                return Reply(send=roadmap_view.detail_screens(await self.roadmap(session, state)))
+            if verb == "k" and state.complete:
+                document = await self._calendar(session, user_id, state)
+                return Reply(notice=texts.CALENDAR_SENT, documents=[document])
             if verb == "r":
-                return Reply(send=[self._screen(state, flow.turn)])
+                return Reply(send=[await self._screen(session, state, flow.turn)])
             if verb == "t":
                 moved = self.engine.toggle(state, args[0], args[1])
                 saved = await self._save(session, flow, moved)
@@ -263,7 +258,7 @@ class Dialogue:
             if verb == "b":
                 moved = self.engine.back(state)
                 saved = await self._save(session, flow, moved)
-                return Reply(edit=self._screen(moved, saved.turn))
+                return Reply(edit=await self._screen(session, moved, saved.turn))
             if verb == "e":
                 moved = self.engine.edit(state, args[0])
                 saved = await self._save(session, flow, moved)
@@ -289,7 +284,7 @@ class Dialogue:
         progress = self.engine.progress(before)
         answered = _plain(
             f"✓ <i>Step {progress.step} of {progress.total}</i> · {question.title}: "
-            f"<b>{_esc(question.label_of(after.answers[key]) if key in after.answers else '-')}</b>"
+            f"<b>{esc(question.label_of(after.answers[key]) if key in after.answers else '-')}</b>"
         )
         if not after.complete:
             saved = await self._save(session, flow, after)
@@ -303,12 +298,12 @@ class Dialogue:
             screens.append(
                 _plain(
                     texts.CHANGED_PATH.format(
-                        before=_esc(self.defn.rules.paths[previous.path].title),
-                        after=_esc(self.defn.rules.paths[rec.path.value].title),
+                        before=esc(self.defn.rules.paths[previous.path].title),
+                        after=esc(self.defn.rules.paths[rec.path.value].title),
                     )
                 )
             )
-        screens.append(self._recommendation_screen(after, saved.turn, rec))
+        screens.append(await self._roadmap_screen(session, after, saved.turn, rec))
         return Reply(edit=answered, send=screens)
 
     # -- free text --------------------------------------------------------------------------------------
@@ -317,14 +312,16 @@ class Dialogue:
         if flow is None:
             latest = await repo.latest_flow(session, user_id)
             if latest is not None and latest.status == "completed":
-                return Reply(send=[Screen(texts.NO_FLOW_DONE), self._screen(self._state(latest), latest.turn)])
+                return Reply(
+                    send=[Screen(texts.NO_FLOW_DONE), await self._screen(session, self._state(latest), latest.turn)]
+                )
             return Reply(send=[Screen(texts.NO_FLOW)])
         state = self._state(flow)
         if text is None:
-            return Reply(send=[self._screen(state, flow.turn, nudge=texts.NOT_TEXT)])
+            return Reply(send=[await self._screen(session, state, flow.turn, nudge=texts.NOT_TEXT)])
         question = self.engine.current_question(state)
         if question is None:
-            return Reply(send=[self._screen(state, flow.turn)])
+            return Reply(send=[await self._screen(session, state, flow.turn)])
         value = self._match(question, state, text)
         if value is None:
             nudge = texts.USE_BUTTONS_MULTI if question.multi else texts.USE_BUTTONS
@@ -356,7 +353,7 @@ class Dialogue:
         flow = await repo.active_flow(session, user_id) or await repo.latest_flow(session, user_id)
         if flow is None or flow.status not in {"active", "completed"}:
             return Reply(notice=notice, send=[Screen(texts.NO_FLOW)])
-        return Reply(notice=notice, send=[self._screen(self._state(flow), flow.turn, nudge=notice)])
+        return Reply(notice=notice, send=[await self._screen(session, self._state(flow), flow.turn, nudge=notice)])
 
     def _state(self, flow: repo.StoredFlow) -> FlowState:
         current = None if flow.status == "completed" else flow.current_key
@@ -376,10 +373,10 @@ class Dialogue:
             status=status,
         )
 
-    def _screen(self, state: FlowState, turn: int, nudge: str | None = None) -> Screen:
+    async def _screen(self, session: AsyncSession, state: FlowState, turn: int, nudge: str | None = None) -> Screen:
         if state.complete:
-            screen = self._recommendation_screen(state, turn)
-            return Screen(f"<i>{_esc(nudge)}</i>\n\n{screen.text}", screen.keyboard) if nudge else screen
+            screen = await self._roadmap_screen(session, state, turn)
+            return Screen(f"<i>{esc(nudge)}</i>\n\n{screen.text}", screen.keyboard) if nudge else screen
         return self._question_screen(state, turn, nudge=nudge)
 
     def _question_screen(self, state: FlowState, turn: int, nudge: str | None = None) -> Screen:
@@ -388,11 +385,11 @@ class Dialogue:
         progress = self.engine.progress(state)
         lines = []
         if nudge:
-            lines += [f"<i>{_esc(nudge)}</i>", ""]
-        lines.append(f"<b>Step {progress.step} of {progress.total}</b> · {_esc(question.title)}")
-        lines.append(_esc(question.text))
+            lines += [f"<i>{esc(nudge)}</i>", ""]
+        lines.append(f"<b>Step {progress.step} of {progress.total}</b> · {esc(question.title)}")
+        lines.append(esc(question.text))
         if question.help:
-            lines.append(f"<i>{_esc(question.help)}</i>")
+            lines.append(f"<i>{esc(question.help)}</i>")
         previous = state.answers.get(question.key)
         buttons = []
         for option in self.engine.visible_options(question, state.answers):
@@ -415,34 +412,39 @@ class Dialogue:
         lines = [texts.SUMMARY_HEADER]
         buttons = []
         for question, label in self.engine.summary(state):
-            lines.append(f"• {_esc(question.title)}: <b>{_esc(label)}</b>")
+            lines.append(f"• {esc(question.title)}: <b>{esc(label)}</b>")
             buttons.append(Button(f"✏️ {question.title}", f"e:{turn}:{question.key}"))
         rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
         rows.append((Button(texts.SHOW_RECOMMENDATION, f"r:{turn}"),))
         return Screen("\n".join(lines), tuple(rows))
 
-    def _recommendation_screen(self, state: FlowState, turn: int, rec: Recommendation | None = None) -> Screen:
-        rec = rec or recommend(state.answers, self.defn)
-        path = self.defn.rules.paths[rec.path.value]
-        lines = [f"<b>Recommendation: {_esc(path.title)}</b>", _esc(path.summary), "", texts.WHY]
-        lines += [f"• {_esc(_capital(r))}" for r in rec.reasons]
-        if rec.blockers and rec.path is not Path.NOT_YET:
-            ruled_out = self.defn.rules.paths[rec.ruled_out.value].title if rec.ruled_out else ""
-            lines += ["", texts.WHY_NOT.format(path=_esc(ruled_out))]
-            lines += [f"• {_esc(_capital(b))}" for b in rec.blockers]
-        elif rec.blockers and rec.blockers != rec.reasons:
-            lines += ["", texts.WHAT_WOULD_CHANGE]
-            lines += [f"• {_esc(_capital(b))}" for b in rec.blockers]
-        keyboard = ((Button(texts.REVIEW, f"s:{turn}"),), (Button(texts.START_OVER, f"n:{turn}"),))
-        return Screen("\n".join(lines), keyboard)
+    async def roadmap(self, session: AsyncSession, state: FlowState, rec: Recommendation | None = None) -> Roadmap:
+        """The roadmap recomputed for today and the current exam calendar."""
+        sittings = await stored_sittings(session)
+        return build_roadmap(state.answers, self.settings.current_date(), sittings, defn=self.defn, recommendation=rec)
+
+    async def _roadmap_screen(
+        self, session: AsyncSession, state: FlowState, turn: int, rec: Recommendation | None = None
+    ) -> Screen:
+        roadmap = await self.roadmap(session, state, rec)
+        return Screen(roadmap_view.summary_text(roadmap), roadmap_view.roadmap_keyboard(roadmap, turn))
+
+    async def _calendar(self, session: AsyncSession, user_id: int, state: FlowState) -> Document:
+        roadmap = await self.roadmap(session, state)
+        s = self.settings
+        content = ics_bytes(
+            roadmap.events,
+            user_key=hashlib.sha256(f"medlegal:{user_id}".encode()).hexdigest()[:16],
+            stamp=datetime.now(UTC),
+            alarm_days=s.reminder_days,
+            alarm_hour=s.reminder_hour,
+            zone=s.zone,
+        )
+        return Document(ics_filename(roadmap.today), content, texts.CALENDAR_CAPTION)
 
 
 def _plain(text: str) -> Screen:
     return Screen(text)
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _capital(text: str) -> str:

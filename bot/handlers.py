@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from telegram import Bot, Message, Update
+from telegram import Bot, InputFile, Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
@@ -57,6 +57,10 @@ async def deliver(bot: Bot, chat_id: int, reply: Reply, source: Message | None =
             await _send(bot, chat_id, reply.edit)
     for screen in reply.send:
         await _send(bot, chat_id, screen)
+    for document in reply.documents:
+        await bot.send_document(
+            chat_id, InputFile(document.content, filename=document.filename), caption=document.caption or None
+        )
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

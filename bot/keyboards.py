@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.dialogue import Keyboard
+from bot.screens import Keyboard
 
 
 def markup(keyboard: Keyboard) -> InlineKeyboardMarkup | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "Start or resume the decision flow"),
+    ("roadmap", "Your roadmap, recomputed for today"),
     ("restart", "Start the questions over"),
     ("cancel", "Stop the current questions"),
     ("help", "What this bot does and how to use it"),
@@ -23,6 +24,7 @@ HELP = (
     "you get a recommendation (QME, IME, hybrid, or not yet) and can change any single answer from the summary.\n\n"
     "<b>Commands</b>\n"
     "/start - start, or resume where you stopped\n"
+    "/roadmap - your roadmap again, recomputed for today and the current exam calendar\n"
     "/restart - start the questions over\n"
     "/cancel - stop the current questions\n"
     "/privacy - what is stored about you and why\n"
@@ -55,6 +57,9 @@ CANCELLED = (
     "Stopped. The answers you gave are kept (see /privacy); /start begins the questions again, /delete_me erases them."
 )
 NOTHING_TO_CANCEL = "There are no questions in progress. Send /start to begin."
+NO_ROADMAP = "Your roadmap appears once you've answered the questions: send /start to begin or resume."
+CALENDAR_CAPTION = "Your QME deadlines with reminders: open the file to add them to your calendar."
+CALENDAR_SENT = "Calendar file on its way."
 WELCOME_BACK = "Welcome back. Here is your latest recommendation."
 
 STALE_BUTTON = "That button is from an earlier message. Here is where we are."

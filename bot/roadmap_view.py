@@ -1,0 +1,71 @@
+"""Render a `Roadmap` as Telegram HTML: a short message with buttons, and the full roadmap on request."""
+
+from __future__ import annotations
+
+from bot.screens import Button, Screen, esc
+from flows.roadmap import Item, Roadmap, day
+
+MAX_MESSAGE = 3900  # Telegram allows 4096 characters; leave room for entities
+
+
+def _item_line(item: Item, *, full: bool) -> str:
+    due = f"<b>{esc(day(item.due))}</b> · " if item.due is not None else ""
+    line = f"• {due}{esc(item.text)}"
+    if full and item.detail:
+        line += f"\n  {esc(item.detail)}"
+    if full and item.cite is not None:
+        line += f"\n  <i>Source: {esc(item.cite.label())}</i>"
+    return line
+
+
+def summary_text(roadmap: Roadmap) -> str:
+    lines = [f"<b>Recommendation: {esc(roadmap.title)}</b>", esc(roadmap.why)]
+    if roadmap.sitting_lines:
+        lines += ["", "<b>QME exam timing</b>"] + [f"• {esc(line)}" for line in roadmap.sitting_lines]
+    if roadmap.next_steps:
+        lines += ["", "<b>Next steps</b>"] + [_item_line(item, full=False) for item in roadmap.next_steps]
+    lines += ["", f"<i>As of {esc(day(roadmap.today))}. Tap Full roadmap for every step, the fees and the sources.</i>"]
+    return "\n".join(lines)
+
+
+def detail_screens(roadmap: Roadmap) -> list[Screen]:
+    """The full roadmap, one section after another, split so no message passes Telegram's length limit."""
+    chunks: list[str] = []
+    current = f"<b>Full roadmap: {esc(roadmap.title)}</b> (as of {esc(day(roadmap.today))})"
+    for section in roadmap.sections:
+        block = "\n".join([f"<b>{esc(section.title)}</b>"] + [_item_line(i, full=True) for i in section.items])
+        for piece in _split(block):
+            if len(current) + len(piece) + 2 > MAX_MESSAGE:
+                chunks.append(current)
+                current = piece
+            else:
+                current = f"{current}\n\n{piece}"
+    chunks.append(current)
+    return [Screen(text) for text in chunks]
+
+
+def _split(block: str) -> list[str]:
+    """Split an oversized section between its lines (a single line never exceeds the limit)."""
+    if len(block) <= MAX_MESSAGE:
+        return [block]
+    pieces: list[str] = []
+    current = ""
+    for line in block.split("\n"):
+        if current and len(current) + len(line) + 1 > MAX_MESSAGE:
+            pieces.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    pieces.append(current)
+    return pieces
+
+
+def roadmap_keyboard(roadmap: Roadmap, turn: int) -> tuple[tuple[Button, ...], ...]:
+    first = [Button("📋 Full roadmap", f"g:{turn}")]
+    if roadmap.events:
+        first.append(Button("📅 Calendar (.ics)", f"k:{turn}"))
+    return (
+        tuple(first),
+        (Button("✏️ Review or change answers", f"s:{turn}"),),
+        (Button("🔁 Start over", f"n:{turn}"),),
+    )

@@ -1,0 +1,49 @@
+"""What the dialogue asks a transport to show: messages with inline keyboards, notices and files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str
+
+
+Keyboard = tuple[tuple[Button, ...], ...]
+
+
+@dataclass(frozen=True)
+class Screen:
+    """One message: HTML text and an inline keyboard."""
+
+    text: str
+    keyboard: Keyboard = ()
+
+    def buttons(self) -> list[Button]:
+        return [b for row in self.keyboard for b in row]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file to hand over: Telegram sends it as a document, the console writes it to the working directory."""
+
+    filename: str
+    content: bytes
+    caption: str = ""
+
+
+@dataclass
+class Reply:
+    """What to show: a short notice (a callback toast), a replacement for the pressed message, new messages."""
+
+    notice: str | None = None
+    edit: Screen | None = None
+    send: list[Screen] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+
+
+def esc(text: str) -> str:
+    """Escape text for Telegram's HTML parse mode."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,14 @@
+"""Composition root shared by Telegram and the console: one dialogue with every feature plugged in."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.admin_sittings import SittingsAdmin
+from bot.dialogue import Dialogue
+from bot.settings import Settings
+
+
+def build_dialogue(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Dialogue:
+    admin = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
+    return Dialogue(sessions, plugins=[admin], settings=settings)
