@@ -173,7 +173,9 @@ def build_roadmap(
     dated = sorted(
         (i for s in sections for i in s.items if i.due is not None and i.due >= today), key=lambda i: i.due or today
     )
-    first_steps = tuple(dated[:3]) or (sections[0].items[:3] if sections else ())
+    # Dated steps first; then the undated steps written for this physician (they carry a fact as detail).
+    actions = [i for s in sections for i in s.items if i.due is None and i.detail is not None]
+    first_steps = tuple((dated + actions)[:3]) or (sections[0].items[:3] if sections else ())
     return Roadmap(
         path=rec.path,
         title=defn.rules.paths[rec.path.value].title,
@@ -239,45 +241,10 @@ def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None
     steps.append(b.item(f.eligibility.treatment))
     if b.answers.get("profession") == "dc":
         steps.append(b.item(f.course.chiropractor))
-    fee = f.exam.fee
-    if nxt is not None:
-        assumed = (
-            f" (assumed {f.exam.deadline_gap.days} days before the window: check the exam packet)"
-            if nxt.deadline_assumed
-            else ""
-        )
-        text = (
-            f"File QME Form 100 (application) and Form 102 (exam registration) with the ${fee.amount} fee by "
-            f"{day(nxt.deadline)}{assumed}: {_left(nxt.days_to_deadline, 'to apply')}."
-        )
-        steps.append(b.item(f.exam.deadline_gap, nxt.deadline, text))
-    else:
-        text = (
-            f"When DWC announces the next window, file QME Forms 100 and 102 with the ${fee.amount} fee by its "
-            f"deadline."
-        )
-        steps.append(b.item(f.exam.deadline_gap, None, text))
-    if nxt is not None and nxt.course_in_time:
-        by = nxt.sitting.first_day - timedelta(days=1)
-        text = (
-            f"Finish the {f.course.hours}-hour report-writing course by {day(by)}, before the exam that tests "
-            f"the same material."
-        )
-        steps.append(b.item(f.course, by, text))
-    elif nxt is not None:
-        text = (
-            f"Take the {f.course.hours}-hour report-writing course after the {window(nxt.sitting)} exam if you "
-            f"can't fit it in before; it is required before appointment, not for the exam."
-        )
-        steps.append(b.item(f.course, None, text))
-    else:
-        steps.append(
-            b.item(
-                f.course,
-                None,
-                f"Take the {f.course.hours}-hour report-writing course while you wait for the next exam window.",
-            )
-        )
+    apply, course = _application_step(b, nxt), _course_step(b, nxt)
+    # Chronological when both are dated; otherwise the course first, so it is done while waiting for a window.
+    in_order = apply.due is not None and course.due is not None and apply.due <= course.due
+    steps += [apply, course] if in_order else [course, apply]
     steps.append(b.item(f.exam.review))
     if nxt is not None:
         text = f"Sit the exam in the {window(nxt.sitting)} window."
@@ -290,6 +257,41 @@ def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None
     steps.append(b.item(f.appointment.panels))
     steps.append(b.item(f.reappointment))
     return steps
+
+
+def _application_step(b: _Builder, nxt: SittingOption | None) -> Item:
+    f = b.facts
+    fee = f.exam.fee.amount
+    if nxt is None:
+        text = f"When DWC announces the next window, file QME Forms 100 and 102 with the ${fee} fee by its deadline."
+        return b.item(f.exam.deadline_gap, None, text)
+    gap = f.exam.deadline_gap.days
+    assumed = f" (assumed {gap} days before the window: check the exam packet)" if nxt.deadline_assumed else ""
+    text = (
+        f"File QME Form 100 (application) and Form 102 (exam registration) with the ${fee} fee by "
+        f"{day(nxt.deadline)}{assumed}: {_left(nxt.days_to_deadline, 'to apply')}."
+    )
+    return b.item(f.exam.deadline_gap, nxt.deadline, text)
+
+
+def _course_step(b: _Builder, nxt: SittingOption | None) -> Item:
+    f = b.facts
+    hours = f.course.hours
+    if nxt is None:
+        return b.item(
+            f.course, None, f"Take the {hours}-hour report-writing course while you wait for the next exam window."
+        )
+    if nxt.course_in_time:
+        by = nxt.sitting.first_day - timedelta(days=1)
+        text = (
+            f"Finish the {hours}-hour report-writing course by {day(by)}, before the exam that tests the same material."
+        )
+        return b.item(f.course, by, text)
+    text = (
+        f"Take the {hours}-hour report-writing course after the {window(nxt.sitting)} exam if you can't fit it in "
+        "before; it is required before appointment, not for the exam."
+    )
+    return b.item(f.course, None, text)
 
 
 def _ime_steps(b: _Builder, hybrid: bool) -> list[Item]:

@@ -337,10 +337,12 @@ def test_nevada_surgeon_gets_the_license_first_and_a_sitting_after_it() -> None:
     assert (events["exam"].start, events["exam"].end) == (OCTOBER.first_day, OCTOBER.last_day)
 
 
-def test_nevada_surgeon_without_a_calendar_keeps_the_license_step_only() -> None:
+def test_nevada_surgeon_without_a_calendar_starts_with_the_license_step() -> None:
     r = roadmap(NEVADA, [])
     assert [i.text for i in r.next_steps] == [
-        "Get your California license, aiming for 29 Mar 2027 (our planning assumption)."
+        "Get your California license, aiming for 29 Mar 2027 (our planning assumption).",
+        "Confirm eligibility now.",
+        "Take the 16-hour report-writing course while you wait for the next exam window.",
     ]
     assert [e.key for e in r.events] == ["check-2027-01", "license", "check-2027-07"]
     assert "has not been announced yet" in r.sitting_lines[-1]
