@@ -22,6 +22,14 @@ def summary_text(roadmap: Roadmap) -> str:
     lines = [f"<b>Recommendation: {esc(roadmap.title)}</b>", esc(roadmap.why)]
     if roadmap.sitting_lines:
         lines += ["", "<b>QME exam timing</b>"] + [f"• {esc(line)}" for line in roadmap.sitting_lines]
+    if roadmap.states_with_rules:
+        names = " and ".join(roadmap.states_with_rules)
+        verb = "adds its" if len(roadmap.states_with_rules) == 1 else "add their"
+        lines += [
+            "",
+            "<b>State rules</b>",
+            f"• {esc(names)} {verb} own rules for evaluators: see the full roadmap.",
+        ]
     if roadmap.next_steps:
         lines += ["", "<b>Next steps</b>"] + [_item_line(item, full=False) for item in roadmap.next_steps]
     lines += ["", f"<i>As of {esc(day(roadmap.today))}. Tap Full roadmap for every step, the fees and the sources.</i>"]

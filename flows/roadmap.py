@@ -69,6 +69,8 @@ class Roadmap:
     today: date
     plan: SittingPlan | None = None
     recommendation: Recommendation | None = field(default=None, compare=False)
+    states_with_rules: tuple[str, ...] = ()
+    """Names of the physician's states that add their own rules (detailed in the "states" section)."""
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)
@@ -175,7 +177,11 @@ def build_roadmap(
     )
     # Dated steps first; then the undated steps written for this physician (they carry a fact as detail).
     actions = [i for s in sections for i in s.items if i.due is None and i.detail is not None]
-    first_steps = tuple((dated + actions)[:3]) or (sections[0].items[:3] if sections else ())
+    picked = (dated + actions)[:3]
+    ime_now = [i for i in (ime_steps[:1] if rec.path is Path.HYBRID else []) if i.detail is not None]
+    if ime_now and ime_now[0] not in picked:
+        picked = [*picked[:2], ime_now[0]]  # a hybrid roadmap starts IMEs while the QME route runs
+    first_steps = tuple(picked) or (sections[0].items[:3] if sections else ())
     return Roadmap(
         path=rec.path,
         title=defn.rules.paths[rec.path.value].title,
@@ -187,6 +193,9 @@ def build_roadmap(
         today=today,
         plan=plan,
         recommendation=rec,
+        states_with_rules=tuple(rule.name for key in b.picked("other_states") if (rule := facts.state(key)))
+        if ime
+        else (),
     )
 
 
@@ -296,8 +305,14 @@ def _course_step(b: _Builder, nxt: SittingOption | None) -> Item:
 
 def _ime_steps(b: _Builder, hybrid: bool) -> list[Item]:
     f = b.facts
+    where = _licensed_states(b)
+    if hybrid and where:
+        text = f"Start taking IMEs now where you are licensed ({where}), while the QME exam route runs its course."
+        first = b.item(f.ime.license, None, text)
+    else:
+        first = b.item(f.ime.license)
     steps = [
-        b.item(f.ime.license),
+        first,
         b.item(f.ime.insurance),
         b.item(f.ime.reports),
         b.item(f.ime.referrals),
@@ -306,6 +321,13 @@ def _ime_steps(b: _Builder, hybrid: bool) -> list[Item]:
     if b.answers.get("ca_license") == "active" or hybrid:
         steps.append(b.item(f.ime.california))
     return steps
+
+
+def _licensed_states(b: _Builder) -> str:
+    """The states the physician holds a license in, in words ("California, Nevada")."""
+    names = ["California"] if b.answers.get("ca_license") == "active" else []
+    names += [b.defn.question("other_states").label_of(k) for k in b.picked("other_states") if k != "none"]
+    return ", ".join(names)
 
 
 def _state_rules(b: _Builder) -> list[Item]:

@@ -76,6 +76,13 @@ def section_texts(r: Roadmap, key: str) -> list[str]:
     return [i.text for i in section.items]
 
 
+def section_facts(r: Roadmap, key: str) -> list[str]:
+    """Each item's text with the sourced fact behind it, for order checks that name the facts."""
+    section = r.section(key)
+    assert section is not None, f"no {key!r} section; sections: {[s.key for s in r.sections]}"
+    return [f"{i.text} {i.detail}" if i.detail else i.text for i in section.items]
+
+
 def position(texts: list[str], phrase: str) -> int:
     hits = [n for n, text in enumerate(texts) if phrase in text]
     assert hits, f"{phrase!r} is in no step:\n" + "\n".join(texts)
@@ -232,7 +239,7 @@ def test_texas_nephrologist_is_ime_with_texas_rules() -> None:
     r = roadmap(NEPHRO)
     assert r.path is Path.IME
     assert [s.key for s in r.sections] == ["ime_steps", "money", "fit", "states"]
-    assert_in_order(section_texts(r, "ime_steps"), IME_ORDER)
+    assert_in_order(section_facts(r, "ime_steps"), IME_ORDER)
     texas = FACTS.state("TX")
     assert texas is not None
     assert section_texts(r, "states") == [texas.text]
@@ -250,12 +257,12 @@ def test_pmr_physician_gets_both_paths_and_no_nevada_rule() -> None:
     assert r.path is Path.HYBRID
     assert [s.key for s in r.sections] == ["qme_steps", "ime_steps", "sittings", "money", "fit"]
     assert_in_order(section_texts(r, "qme_steps"), QME_ORDER)
-    assert_in_order(section_texts(r, "ime_steps"), IME_ORDER)
+    assert_in_order(section_facts(r, "ime_steps"), IME_ORDER)
     ime = r.section("ime_steps")
     assert ime is not None and "start now" in ime.title
     assert FACTS.state("NV") is None, "the data has no Nevada rule"
     assert r.section("states") is None
-    assert "Nevada" not in all_text(r)
+    assert [i.text for i in items(r) if "Nevada" in i.text][0].startswith("Start taking IMEs now")
     assert r.plan is not None and r.plan.next is not None and r.plan.next.sitting == APRIL
     assert "apply by 19 Feb 2027" in r.sitting_lines[0] and "82 days left" in r.sitting_lines[0]
     pmr = FACTS.specialty("pmr")
@@ -310,7 +317,7 @@ def test_nevada_surgeon_gets_the_license_first_and_a_sitting_after_it() -> None:
     qme = r.section("qme_steps")
     assert qme is not None and qme.items[0].due == ready
     assert_in_order(steps, QME_ORDER)
-    assert_in_order(section_texts(r, "ime_steps"), IME_ORDER)
+    assert_in_order(section_facts(r, "ime_steps"), IME_ORDER)
     assert r.section("states") is None  # no Nevada rule in the data
     plan = r.plan
     assert plan is not None and plan.next is not None
@@ -329,7 +336,8 @@ def test_nevada_surgeon_gets_the_license_first_and_a_sitting_after_it() -> None:
     assert "has not been announced yet" in lines[3] and "April and October" in lines[3]
     assert "by 20 Aug 2027 (assumed 45 days before the window: check the exam packet)" in " ".join(steps)
     assert "Sit the exam in the 4-10 Oct 2027 window." in steps
-    assert [i.due for i in r.next_steps] == [ready, date(2027, 8, 20), date(2027, 10, 3)]
+    assert [i.due for i in r.next_steps] == [ready, date(2027, 8, 20), None]
+    assert r.next_steps[2].text.startswith("Start taking IMEs now where you are licensed (Nevada)")
     events = {e.key: e for e in r.events}
     assert list(events) == ["license", "deadline", "course", "exam"]
     assert events["license"].start == ready
@@ -342,7 +350,7 @@ def test_nevada_surgeon_without_a_calendar_starts_with_the_license_step() -> Non
     assert [i.text for i in r.next_steps] == [
         "Get your California license, aiming for 29 Mar 2027 (our planning assumption).",
         "Confirm eligibility now.",
-        "Take the 16-hour report-writing course while you wait for the next exam window.",
+        "Start taking IMEs now where you are licensed (Nevada), while the QME exam route runs its course.",
     ]
     assert [e.key for e in r.events] == ["check-2027-01", "license", "check-2027-07"]
     assert "has not been announced yet" in r.sitting_lines[-1]
