@@ -262,7 +262,7 @@ def test_pmr_physician_gets_both_paths_and_no_nevada_rule() -> None:
     assert ime is not None and "start now" in ime.title
     assert FACTS.state("NV") is None, "the data has no Nevada rule"
     assert r.section("states") is None
-    assert [i.text for i in items(r) if "Nevada" in i.text][0].startswith("Start taking IMEs now")
+    assert next(i.text for i in items(r) if "Nevada" in i.text).startswith("Start taking IMEs now")
     assert r.plan is not None and r.plan.next is not None and r.plan.next.sitting == APRIL
     assert "apply by 19 Feb 2027" in r.sitting_lines[0] and "82 days left" in r.sitting_lines[0]
     pmr = FACTS.specialty("pmr")
