@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from icalendar import Alarm, Calendar, Event
@@ -45,7 +45,8 @@ def ics_bytes(
             alarm.add("action", "DISPLAY")
             alarm.add("description", f"{item.title} ({_when(days)})")
             at = datetime.combine(item.start - timedelta(days=days), time(alarm_hour), tzinfo=zone)
-            alarm.add("trigger", at)
+            # RFC 5545: an absolute trigger is a UTC DATE-TIME
+            alarm.add("trigger", at.astimezone(UTC), parameters={"VALUE": "DATE-TIME"})
             event.add_component(alarm)
         cal.add_component(event)
     return bytes(cal.to_ical())
