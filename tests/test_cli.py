@@ -6,16 +6,11 @@ MEDLEGAL_* variable.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(sys.executable).parent / "medlegal"
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot"]
+from tests.cli_runner import Run, runner
 
 # Numbered answers for `medlegal chat` (the option numbers printed for each question).
 ORTHO = [
@@ -49,29 +44,11 @@ NEPHRO = [
     "2,3",  # personal injury, long-term disability
 ]
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
 
 @pytest.fixture
 def medlegal(tmp_path: Path) -> Run:
     """Run `medlegal ARGS` in tmp_path against tmp_path/m.db, with the given standard input and extra env."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MEDLEGAL_")}
-    base["MEDLEGAL_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-
-    def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*COMMAND, *args],
-            cwd=tmp_path,
-            env={**base, **(env or {})},
-            input=stdin,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=60,
-            check=False,
-        )
-
-    return run
+    return runner(tmp_path)
 
 
 def _lines(*answers: str) -> str:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 from icalendar import Calendar
 
+from tests.cli_runner import runner
+
 CA_ORTHO = ["1", "1", "11", "1", "3", "1", "1", "1", "3", "3", "1", "1", "1", "1"]
 
 
-def _medlegal() -> list[str]:
-    script = Path(sys.executable).parent / "medlegal"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
 def _run(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDLEGAL_")}
-    env |= {"MEDLEGAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", "MEDLEGAL_TODAY": "2026-11-29"}
-    return subprocess.run(
-        [*_medlegal(), *args], cwd=tmp_path, env=env, input=stdin, capture_output=True, text=True, timeout=60
-    )
+    return runner(tmp_path, MEDLEGAL_TODAY="2026-11-29")(*args, stdin=stdin)
 
 
 def test_console_roadmap_and_calendar_file(tmp_path: Path) -> None:

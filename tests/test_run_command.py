@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.cli_runner import COMMAND, clean_env
 from tests.fake_bot_api import FakeBotApi
 
 
-def _medlegal() -> list[str]:
-    script = Path(sys.executable).parent / "medlegal"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDLEGAL_")}
-    env["MEDLEGAL_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
-    env.update(values)
-    return env
+    return clean_env(tmp_path / "run.db", **values)
 
 
 def _free_port() -> int:
@@ -42,7 +33,7 @@ async def fake() -> AsyncIterator[FakeBotApi]:
 
 async def _start(tmp_path: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        *_medlegal(), "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *COMMAND, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
 
 

@@ -11,46 +11,25 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
+from tests.cli_runner import Run, runner
 
-SCRIPT = Path(sys.executable).parent / "medlegal"
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot"]
 TODAY = "2026-12-01"
 LINE = re.compile(r"^(\d+)  (\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)  deadline (\d{4}-\d\d-\d\d|-)(?:  (.+))?$")
 HINT = "no sitting is known more than 90 days ahead: add the next one"
 SEEDED = 3  # rows in flows/data/sittings.toml, all in the past
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
 InProcess = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
 def medlegal(tmp_path: Path) -> Run:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MEDLEGAL_")}
-    base["MEDLEGAL_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    base["MEDLEGAL_TODAY"] = TODAY
-
-    def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        command = list(args) if args[:1] == ("chat",) else ["sittings", *args]
-        return subprocess.run(
-            [*COMMAND, *command],
-            cwd=tmp_path,
-            env={**base, **(env or {})},
-            input=stdin,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=60,
-            check=False,
-        )
-
-    return run
+    return runner(tmp_path, ("sittings",), MEDLEGAL_TODAY=TODAY)
 
 
 @pytest.fixture
