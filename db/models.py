@@ -1,5 +1,6 @@
 """Tables: users, their decision-flow sessions with the answers, the recommendations given, the QME exam calendar
-and the admin changes to it that wait for a confirm.
+and the admin changes to it that wait for a confirm, reminder subscriptions, broadcasts and the outbox of messages
+the bot sends on its own initiative (with the shared send-rate row).
 
 Nothing identifying is stored beyond the Telegram user id (no names, no usernames): see /privacy.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -156,3 +158,91 @@ class AdminAction(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Subscription(Timestamps, Base):
+    """Whether the physician wants exam reminders (and broadcasts sent to all subscribers).
+
+    Kept when switched off (active False) so that a user who blocked the bot or said stop is skipped by
+    messages already queued.
+    """
+
+    __tablename__ = "subscriptions"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Broadcast(Timestamps, Base):
+    """An admin's message to an audience; its deliveries are rows of `outbox`, written in the same transaction."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="broadcast")
+    text: Mapped[str] = mapped_column(Text)
+    """Telegram HTML, validated before it was queued."""
+    audience: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    """The admin's user id; no foreign key, so the broadcast outlives the admin (/delete_me sets it NULL)."""
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued (being delivered), cancelled (pending rows skipped) or done (every row resolved)."""
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(Integer)
+    progress_buttons: Mapped[list[Any] | None] = mapped_column(JSON)
+    """Inline keyboard rows kept on the progress message while it sends (e.g. Cancel); removed at the end."""
+    progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the progress message was last edited, so that all processes together edit it at a modest rate."""
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxMessage(Timestamps, Base):
+    """One message to one private chat, queued before it is sent so that a crash loses nothing.
+
+    A row ends in exactly one of sent (with Telegram's message id), failed (with the reason) or skipped; while a
+    sender holds it, it is in_flight until `lease_until`, after which any sender may claim it again.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_not_before", "status", "not_before"),
+        Index("ix_outbox_broadcast_id_status", "broadcast_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """broadcast or reminder."""
+    text: Mapped[str | None] = mapped_column(Text)
+    """Telegram HTML; None means the broadcast's text (kept once, not once per recipient)."""
+    buttons: Mapped[list[Any] | None] = mapped_column(JSON)
+    """Inline keyboard rows of {"text", "callback_data"}."""
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    """b:<broadcast>:<user> or r:<user>:<sitting>:<event>:<date>:<days>: a message is never queued twice."""
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    """pending, in_flight, sent, failed or skipped."""
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """Claims so far; also the fencing token that lets only the current holder resolve the row."""
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SendRate(Base):
+    """The bot-wide send schedule shared by every process on PostgreSQL (one row, id 1).
+
+    `next_at` is the earliest time the next message may go out (slots are spaced evenly, so no one-second window
+    ever holds more than MEDLEGAL_RATE_LIMIT); `paused_until` holds bulk sending after Telegram answered 429.
+    """
+
+    __tablename__ = "send_rate"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paused_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,7 +15,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import AdminAction, AnswerRow, ExamSitting, FlowSession, RecommendationRow, User, utcnow
+from db.models import (
+    AdminAction,
+    AnswerRow,
+    Broadcast,
+    ExamSitting,
+    FlowSession,
+    OutboxMessage,
+    RecommendationRow,
+    Subscription,
+    User,
+    utcnow,
+)
 
 AnswerValue = str | list[str]
 
@@ -167,14 +178,23 @@ async def latest_recommendation(session: AsyncSession, user_id: int) -> Recommen
 
 
 async def delete_user(session: AsyncSession, user_id: int) -> int:
-    """Erase every row about the user, child tables first so it holds even without foreign-key cascades."""
+    """Erase every row about the user, child tables first so it holds even without foreign-key cascades.
+
+    Broadcasts the user sent as an admin stay (their recipients' records need them) but forget who sent them.
+    """
     session_ids = select(FlowSession.id).where(FlowSession.user_id == user_id).scalar_subquery()
+    await session.execute(
+        update(Broadcast).where(Broadcast.created_by == user_id).values(created_by=None),
+        execution_options={"synchronize_session": False},
+    )
     removed = 0
     for stmt in (
         delete(AnswerRow).where(AnswerRow.session_id.in_(session_ids)),
         delete(RecommendationRow).where(RecommendationRow.session_id.in_(session_ids)),
         delete(FlowSession).where(FlowSession.user_id == user_id),
         delete(AdminAction).where(AdminAction.user_id == user_id),
+        delete(OutboxMessage).where(OutboxMessage.user_id == user_id),
+        delete(Subscription).where(Subscription.user_id == user_id),
         delete(User).where(User.id == user_id),
     ):
         result = await session.execute(stmt, execution_options={"synchronize_session": False})

@@ -1,0 +1,416 @@
+"""The outbox: every message the bot sends on its own initiative (broadcasts, exam reminders) is a row here first.
+
+A row is written in the same transaction as the decision to send it (a broadcast and all of its rows commit
+together), so a crash can lose nothing; a sender claims due rows with a lease (`in_flight`), sends them and
+resolves each to exactly one of sent, failed or skipped. The functions that resolve a row check the claim's
+`attempts` (a fencing token): a sender whose lease expired and whose row was claimed again cannot overwrite the
+newer holder's result. Callers own the transaction, as in `db.repository`.
+
+Datetimes are stored in UTC; SQLite returns them naive, which `as_utc` turns back into aware values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Broadcast, OutboxMessage, Subscription, User, utcnow
+
+PENDING, IN_FLIGHT, SENT, FAILED, SKIPPED = "pending", "in_flight", "sent", "failed", "skipped"
+LEFT = (PENDING, IN_FLIGHT)
+SUBSCRIBER_AUDIENCES = frozenset({"all", "subscribers"})
+"""Broadcast audiences made of subscribers: their rows are skipped when the recipient unsubscribed meanwhile."""
+ERROR_LENGTH = 300
+
+Buttons = list[list[dict[str, str]]]
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC datetime, from an aware one or from the naive UTC values SQLite returns."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _clip(error: str) -> str:
+    return error if len(error) <= ERROR_LENGTH else error[: ERROR_LENGTH - 1] + "…"
+
+
+# -- queueing ---------------------------------------------------------------------------------------------
+
+
+async def queue_broadcast(
+    session: AsyncSession,
+    *,
+    text: str,
+    audience: str,
+    created_by: int | None,
+    recipients: Sequence[int],
+    progress_chat_id: int | None = None,
+    progress_message_id: int | None = None,
+    progress_buttons: Buttons | None = None,
+    not_before: datetime | None = None,
+) -> Broadcast:
+    """The broadcast and one outbox row per recipient (each user once, in the given order), in one transaction.
+
+    Recipients must be users (rows of `users`); the caller selected them from there.
+    """
+    now = utcnow()
+    unique = list(dict.fromkeys(recipients))
+    broadcast = Broadcast(
+        kind="broadcast",
+        text=text,
+        audience=audience,
+        created_by=created_by,
+        status="queued",
+        total=len(unique),
+        progress_chat_id=progress_chat_id,
+        progress_message_id=progress_message_id,
+        progress_buttons=progress_buttons,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(broadcast)
+    await session.flush()
+    due = as_utc(not_before) if not_before is not None else now
+    rows = [
+        {
+            "broadcast_id": broadcast.id,
+            "user_id": user_id,
+            "kind": "broadcast",
+            "text": None,
+            "buttons": None,
+            "dedupe_key": f"b:{broadcast.id}:{user_id}",
+            "status": PENDING,
+            "not_before": due,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for user_id in unique
+    ]
+    for start in range(0, len(rows), 5000):  # bounded statements: SQLite caps bound parameters per statement
+        await session.execute(insert(OutboxMessage), rows[start : start + 5000])
+    return broadcast
+
+
+async def queue_message(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    kind: str,
+    text: str | None,
+    buttons: Buttons | None,
+    dedupe_key: str,
+    not_before: datetime,
+    broadcast_id: int | None = None,
+) -> bool:
+    """Queue one message unless a row with this key exists (in any state); returns whether it was inserted.
+
+    ON CONFLICT DO NOTHING makes this safe to repeat from any number of passes, restarts or processes.
+    """
+    now = utcnow()
+    stmt = (
+        _insert(session)(OutboxMessage)
+        .values(
+            broadcast_id=broadcast_id,
+            user_id=user_id,
+            kind=kind,
+            text=text,
+            buttons=buttons,
+            dedupe_key=dedupe_key,
+            status=PENDING,
+            not_before=as_utc(not_before),
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def skip_pending_reminders(session: AsyncSession, user_id: int, *, keep: Collection[str], reason: str) -> int:
+    """Skip the user's pending reminders whose keys are not in `keep` (no longer on the roadmap)."""
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.user_id == user_id, OutboxMessage.kind == "reminder", OutboxMessage.status == PENDING)
+        .values(status=SKIPPED, error=_clip(reason), lease_until=None, updated_at=utcnow())
+    )
+    if keep:
+        stmt = stmt.where(OutboxMessage.dedupe_key.not_in(list(keep)))
+    result = await session.execute(stmt, execution_options={"synchronize_session": False})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- claiming and resolving -------------------------------------------------------------------------------
+
+
+def _seconds(lease: timedelta | float) -> timedelta:
+    return lease if isinstance(lease, timedelta) else timedelta(seconds=lease)
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int, lease: timedelta | float) -> list[OutboxMessage]:
+    """Take up to `limit` due rows: pending with not_before <= now, or in flight with an expired lease.
+
+    They become in_flight until now + lease, with attempts + 1. One statement (UPDATE ... RETURNING) whose
+    row selection on PostgreSQL is `FOR UPDATE SKIP LOCKED`, so concurrent senders never get the same row;
+    on SQLite the single statement never upgrades a read lock, so it cannot fail with a busy snapshot.
+    """
+    now = as_utc(now)
+    due = (
+        select(OutboxMessage.id)
+        .where(
+            or_(
+                and_(OutboxMessage.status == PENDING, OutboxMessage.not_before <= now),
+                and_(OutboxMessage.status == IN_FLIGHT, OutboxMessage.lease_until < now),
+            )
+        )
+        .order_by(OutboxMessage.not_before, OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(due.scalar_subquery()))
+        .values(
+            status=IN_FLIGHT,
+            lease_until=now + _seconds(lease),
+            attempts=OutboxMessage.attempts + 1,
+            updated_at=now,
+        )
+        .returning(OutboxMessage)
+    )
+    result = await session.execute(stmt, execution_options={"synchronize_session": False, "populate_existing": True})
+    rows = list(result.scalars())
+    rows.sort(key=lambda r: (as_utc(r.not_before), r.id))
+    return rows
+
+
+async def release_in_flight(session: AsyncSession) -> int:
+    """Return every in-flight row to pending at once (SQLite start-up: the one sender there died holding them).
+
+    Never on PostgreSQL, where other live processes hold leases; there expired leases are simply claimed again.
+    """
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == IN_FLIGHT)
+        .values(status=PENDING, lease_until=None, updated_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def _resolve(session: AsyncSession, row: OutboxMessage, **values: Any) -> bool:
+    """Apply `values` if this claim still holds the row (in flight with the same attempts); else False."""
+    values.setdefault("updated_at", utcnow())
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status == IN_FLIGHT, OutboxMessage.attempts == row.attempts)
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def mark_sent(session: AsyncSession, row: OutboxMessage, message_id: int, at: datetime | None = None) -> bool:
+    return await _resolve(
+        session, row, status=SENT, message_id=message_id, sent_at=as_utc(at or utcnow()), lease_until=None, error=None
+    )
+
+
+async def mark_failed(session: AsyncSession, row: OutboxMessage, error: str) -> bool:
+    """Failed for good (blocked, chat gone, too many transient errors); never retried."""
+    return await _resolve(session, row, status=FAILED, error=_clip(error), lease_until=None)
+
+
+async def mark_skipped(session: AsyncSession, row: OutboxMessage, reason: str) -> bool:
+    return await _resolve(session, row, status=SKIPPED, error=_clip(reason), lease_until=None)
+
+
+async def retry_later(session: AsyncSession, row: OutboxMessage, at: datetime, error: str) -> bool:
+    """Back to pending until `at` after a transient error; the attempt counts towards the bound."""
+    return await _resolve(session, row, status=PENDING, not_before=as_utc(at), lease_until=None, error=_clip(error))
+
+
+async def put_back(session: AsyncSession, row: OutboxMessage, at: datetime) -> bool:
+    """Back to pending until `at` without counting an attempt (Telegram asked to slow down; not the row's fault)."""
+    return await _resolve(
+        session, row, status=PENDING, not_before=as_utc(at), lease_until=None, attempts=OutboxMessage.attempts - 1
+    )
+
+
+# -- broadcasts -------------------------------------------------------------------------------------------
+
+
+async def get_broadcast(session: AsyncSession, broadcast_id: int) -> Broadcast | None:
+    return await session.get(Broadcast, broadcast_id, populate_existing=True)
+
+
+async def list_broadcasts(session: AsyncSession, limit: int = 20) -> list[Broadcast]:
+    """The newest broadcasts first."""
+    stmt = select(Broadcast).order_by(Broadcast.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def set_progress_message(
+    session: AsyncSession, broadcast_id: int, chat_id: int, message_id: int, buttons: Buttons | None = None
+) -> None:
+    """The message the sender edits with the broadcast's progress (and its buttons while it sends)."""
+    await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id)
+        .values(
+            progress_chat_id=chat_id, progress_message_id=message_id, progress_buttons=buttons, updated_at=utcnow()
+        ),
+        execution_options={"synchronize_session": False},
+    )
+
+
+async def cancel_broadcast(session: AsyncSession, broadcast_id: int) -> int:
+    """Stop a queued broadcast: its pending rows become skipped ("cancelled"); returns how many.
+
+    Rows already in flight finish (they may be on the wire); the sender also skips claimed rows of a cancelled
+    broadcast it has not sent yet, and then marks the broadcast finished.
+    """
+    now = utcnow()
+    result = await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.status == "queued")
+        .values(status="cancelled", updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    if not getattr(result, "rowcount", 0):
+        return 0
+    skipped = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.status == PENDING)
+        .values(status=SKIPPED, error="cancelled", updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(skipped, "rowcount", 0) or 0)
+
+
+async def broadcast_counts(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
+    """sent, failed, skipped and left (pending or in flight), and their total."""
+    stmt = (
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.broadcast_id == broadcast_id)
+        .group_by(OutboxMessage.status)
+    )
+    by_status = {status: int(n) for status, n in (await session.execute(stmt)).all()}
+    counts = {
+        "sent": by_status.get(SENT, 0),
+        "failed": by_status.get(FAILED, 0),
+        "skipped": by_status.get(SKIPPED, 0),
+        "left": by_status.get(PENDING, 0) + by_status.get(IN_FLIGHT, 0),
+    }
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+async def cancelled_broadcasts(session: AsyncSession, broadcast_ids: Collection[int]) -> set[int]:
+    if not broadcast_ids:
+        return set()
+    stmt = select(Broadcast.id).where(Broadcast.id.in_(list(broadcast_ids)), Broadcast.status == "cancelled")
+    return set((await session.execute(stmt)).scalars())
+
+
+async def claim_progress_edit(session: AsyncSession, broadcast_id: int, now: datetime, every: float) -> bool:
+    """Whether this caller may edit the progress message now: at most once per `every` seconds over all processes."""
+    now = as_utc(now)
+    result = await session.execute(
+        update(Broadcast)
+        .where(
+            Broadcast.id == broadcast_id,
+            Broadcast.finished_at.is_(None),
+            Broadcast.progress_message_id.is_not(None),
+            or_(Broadcast.progress_at.is_(None), Broadcast.progress_at <= now - timedelta(seconds=every)),
+        )
+        .values(progress_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def finish_complete(session: AsyncSession, now: datetime | None = None) -> list[Broadcast]:
+    """Mark finished every unfinished broadcast with no row left; returns those this call finished.
+
+    A queued one becomes done, a cancelled one keeps its status; both get finished_at. The update is
+    conditional, so when several senders race exactly one of them gets each broadcast (and reports it).
+    """
+    at = as_utc(now or utcnow())
+    left = exists().where(OutboxMessage.broadcast_id == Broadcast.id, OutboxMessage.status.in_(LEFT))
+    candidates = list(
+        (await session.execute(select(Broadcast.id).where(Broadcast.finished_at.is_(None), ~left))).scalars()
+    )
+    finished: list[Broadcast] = []
+    for broadcast_id in candidates:
+        result = await session.execute(
+            update(Broadcast)
+            .where(Broadcast.id == broadcast_id, Broadcast.finished_at.is_(None), ~left)
+            .values(
+                finished_at=at,
+                updated_at=at,
+                status=case((Broadcast.status == "queued", "done"), else_=Broadcast.status),
+            ),
+            execution_options={"synchronize_session": False},
+        )
+        if getattr(result, "rowcount", 0):
+            row = await get_broadcast(session, broadcast_id)
+            if row is not None:
+                finished.append(row)
+    return finished
+
+
+# -- subscriptions ----------------------------------------------------------------------------------------
+
+
+async def set_subscribed(session: AsyncSession, user_id: int, active: bool) -> None:
+    """Subscribe or unsubscribe; the user row must exist (the dialogue has locked it)."""
+    now = utcnow()
+    stmt = _insert(session)(Subscription).values(user_id=user_id, active=active, created_at=now, updated_at=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["user_id"], set_={"active": active, "updated_at": now})
+    await session.execute(stmt)
+
+
+async def is_subscribed(session: AsyncSession, user_id: int) -> bool:
+    stmt = select(Subscription.active).where(Subscription.user_id == user_id)
+    return bool((await session.execute(stmt)).scalar_one_or_none())
+
+
+async def active_subscribers(session: AsyncSession) -> list[int]:
+    stmt = select(Subscription.user_id).where(Subscription.active.is_(True)).order_by(Subscription.user_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def unsubscribed(session: AsyncSession, user_ids: Collection[int]) -> set[int]:
+    """Those of `user_ids` without an active subscription (never subscribed, stopped, or blocked the bot)."""
+    if not user_ids:
+        return set()
+    active = select(Subscription.user_id).where(Subscription.user_id.in_(list(user_ids)), Subscription.active.is_(True))
+    return set(user_ids) - set((await session.execute(active)).scalars())
+
+
+async def unsubscribe_after_block(session: AsyncSession, user_id: int) -> None:
+    """The user blocked the bot or the chat is gone: no more reminders (nor subscriber broadcasts).
+
+    Records the stop also for a user who never subscribed; does nothing for one who erased their data meanwhile.
+    """
+    now = utcnow()
+    result = await session.execute(
+        update(Subscription).where(Subscription.user_id == user_id).values(active=False, updated_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    if not getattr(result, "rowcount", 0) and await session.get(User, user_id) is not None:
+        await set_subscribed(session, user_id, False)
