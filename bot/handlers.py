@@ -20,6 +20,7 @@ from telegram.ext import (
 from bot import texts
 from bot.dialogue import Dialogue, Reply, Screen
 from bot.keyboards import markup
+from bot.screens import PRESSED_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,16 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     if chat is not None and chat.type != ChatType.PRIVATE:
         await query.answer(texts.PRIVATE_ONLY)
         return
-    reply = await _dialogue(context).press(query.from_user.id, query.data)
+    source = query.message if isinstance(query.message, Message) else None
+    pressed = PRESSED_MESSAGE.set(source.message_id if source is not None else None)
+    try:
+        reply = await _dialogue(context).press(query.from_user.id, query.data)
+    finally:
+        PRESSED_MESSAGE.reset(pressed)
     try:
         await query.answer(reply.notice)
     except BadRequest as exc:  # a query older than Telegram keeps them; the reply below still helps
         log.info("callback answer failed: %s", exc)
-    source = query.message if isinstance(query.message, Message) else None
     await deliver(context.bot, query.from_user.id, reply, source)
 
 

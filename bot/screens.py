@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 
@@ -42,6 +43,12 @@ class Reply:
     edit: Screen | None = None
     send: list[Screen] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+
+
+PRESSED_MESSAGE: ContextVar[int | None] = ContextVar("pressed_message", default=None)
+"""The id of the message whose button is being handled, set by the transport around `Dialogue.press` (None in the
+console). A plugin that hands that message to background work reads it: a broadcast's control message becomes the
+progress message the sender edits in place."""
 
 
 def esc(text: str) -> str:

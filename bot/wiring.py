@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.admin_broadcast import BroadcastAdmin
 from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Dialogue
 from bot.settings import Settings
 
 
 def build_dialogue(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Dialogue:
-    admin = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
-    return Dialogue(sessions, plugins=[admin], settings=settings)
+    sittings = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
+    broadcasts = BroadcastAdmin(sessions, settings.admin_ids)
+    return Dialogue(sessions, plugins=[sittings, broadcasts], settings=settings)
