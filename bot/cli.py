@@ -19,9 +19,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from db.models import ExamSitting
+    from db.models import Broadcast, ExamSitting
 
 
 class UserError(Exception):
@@ -81,6 +81,27 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--source", metavar="URL")
     remove = sit_sub.add_parser("remove", help="remove an exam window")
     remove.add_argument("id", type=int, metavar="ID")
+
+    broadcast = sub.add_parser(
+        "broadcast",
+        help="queue a message to subscribers (delivered by `medlegal run`); `broadcast status` lists broadcasts",
+        description="Queue a Telegram HTML message to the active subscribers in an audience; the sender inside "
+        "`medlegal run` delivers it. `medlegal broadcast status` lists broadcasts with their counts "
+        "(read a file named status as ./status).",
+    )
+    broadcast.add_argument(
+        "file", nargs="?", default="-", metavar="FILE|-", help="the message, Telegram HTML (default -: standard input)"
+    )
+    broadcast.add_argument(
+        "--audience",
+        default="all",
+        metavar="AUDIENCE",
+        help="all (default), qme, hybrid, ca, specialty:KEY or source:CODE",
+    )
+    broadcast.add_argument(
+        "--dry-run", action="store_true", help="print the recipient count and preview; queue nothing"
+    )
+    broadcast.add_argument("--wait", action="store_true", help="follow the delivery with a progress bar until it ends")
     return parser
 
 
@@ -272,6 +293,138 @@ async def _sittings_remove(session: AsyncSession, args: argparse.Namespace, _tod
     print(f"removed {window_line(before)}")
 
 
+def _read_message(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read().strip()
+    try:
+        with open(name, encoding="utf-8") as file:
+            return file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"cannot read the message from {name}: {reason}") from None
+
+
+async def _broadcast(settings: Settings, args: argparse.Namespace) -> int:
+    """`medlegal broadcast [FILE|-]`: check, count, and (unless --dry-run) queue; --wait follows the sender."""
+    from bot.admin_broadcast import audience_label, check_audience, count_text
+    from bot.telegram_html import html_problems, plain_text
+    from db import outbox
+    from db.audience import recipients
+    from db.engine import make_engine, make_session_factory
+
+    text = _read_message(args.file)
+    problems = html_problems(text)
+    if problems:
+        raise UserError(f"the message is not valid Telegram HTML: {'; '.join(problems)}")
+    try:
+        audience = check_audience(args.audience)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    named = f"audience {audience} ({audience_label(audience)})"
+    await _db_quiet_upgrade(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_session_factory(engine)
+        async with sessions() as session, session.begin():
+            people = await recipients(session, audience)
+            if args.dry_run:
+                print(f"{count_text(len(people))}, {named}; dry run: nothing queued\n")
+                print(plain_text(text))
+                return 0
+            if not people:
+                raise UserError(f"no active subscriber is in {named}; nothing was queued")
+            broadcast = await outbox.queue_broadcast(
+                session, text=text, audience=audience, created_by=None, recipients=people
+            )
+            broadcast_id = broadcast.id
+        print(f"queued broadcast #{broadcast_id} to {count_text(len(people))}, {named}", flush=True)
+        if args.wait:
+            return await _follow(sessions, broadcast_id, len(people))
+        return 0
+    finally:
+        await engine.dispose()
+
+
+def _bar(counts: dict[str, int], total: int, width: int = 30) -> str:
+    done = total - counts.get("left", 0)
+    filled = width * done // total if total else width
+    percent = 100 * done // total if total else 100
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {percent:3d}%  sent {counts.get('sent', 0)}  "
+        f"failed {counts.get('failed', 0)}  skipped {counts.get('skipped', 0)}  left {counts.get('left', 0)}"
+    )
+
+
+async def _follow(
+    sessions: async_sessionmaker[AsyncSession], broadcast_id: int, total: int, interval: float = 0.5
+) -> int:
+    """`--wait`: a progress bar on stderr (redrawn in place on a terminal, a line per change otherwise)."""
+    from db import outbox
+
+    tty = sys.stderr.isatty()
+    shown = ""
+    while True:
+        async with sessions() as session:
+            counts = await outbox.broadcast_counts(session, broadcast_id)
+        bar = _bar(counts, total)
+        if bar != shown:
+            print(f"\r{bar}" if tty else bar, end="" if tty else "\n", file=sys.stderr, flush=True)
+            shown = bar
+        if not counts.get("left", 0):
+            break
+        await asyncio.sleep(interval)
+    if tty:
+        print(file=sys.stderr)
+    async with sessions() as session:
+        broadcast = await outbox.get_broadcast(session, broadcast_id)
+    ended = "cancelled" if broadcast is not None and broadcast.status == "cancelled" else "done"
+    print(
+        f"broadcast #{broadcast_id} {ended}: sent {counts.get('sent', 0)}, failed {counts.get('failed', 0)}, "
+        f"skipped {counts.get('skipped', 0)}"
+    )
+    return 0
+
+
+STATUS_LIMIT = 100
+
+
+async def _broadcast_status(settings: Settings) -> None:
+    """`medlegal broadcast status`: `ID  CREATED  AUDIENCE  sent S  failed F  skipped K  left L  STATUS`.
+
+    The newest first, at most STATUS_LIMIT of them; STATUS is queued, sending, cancelled or done.
+    """
+    from db import outbox
+    from db.engine import make_engine, make_session_factory
+
+    await _db_quiet_upgrade(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_session_factory(engine)() as session:
+            broadcasts = await outbox.list_broadcasts(session, limit=STATUS_LIMIT)
+            for broadcast in broadcasts:
+                counts = await outbox.broadcast_counts(session, broadcast.id)
+                print(_status_line(broadcast, counts))
+        if not broadcasts:
+            print("no broadcasts yet", file=sys.stderr)  # stdout stays one line per broadcast, for scripts
+    finally:
+        await engine.dispose()
+
+
+def _status_line(broadcast: Broadcast, counts: dict[str, int]) -> str:
+    from db.outbox import as_utc
+
+    created = as_utc(broadcast.created_at)
+    left = counts.get("left", 0)
+    status = broadcast.status  # queued, cancelled or done
+    if status == "queued" and left and sum(counts.get(k, 0) for k in ("sent", "failed", "skipped")):
+        status = "sending"
+    return (
+        f"{broadcast.id}  {created.strftime('%Y-%m-%dT%H:%MZ')}  {broadcast.audience}  "
+        f"sent {counts.get('sent', 0)}  failed {counts.get('failed', 0)}  skipped {counts.get('skipped', 0)}  "
+        f"left {left}  {status}"
+    )
+
+
 def _chat(settings: Settings, user: int | None, admin: bool) -> None:
     from bot.console import DEFAULT_USER_ID, run_console
 
@@ -285,7 +438,10 @@ def _chat(settings: Settings, user: int | None, admin: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "broadcast" and args.file == "status" and (args.dry_run or args.wait or args.audience != "all"):
+        parser.error("`broadcast status` takes no options")  # exits 2
     try:
         settings = _settings()
         if args.command == "run":
@@ -296,9 +452,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_db(settings, args.db_command, getattr(args, "revision", "head")))
         elif args.command == "sittings":
             asyncio.run(_sittings(settings, args))
+        elif args.command == "broadcast" and args.file == "status":
+            asyncio.run(_broadcast_status(settings))
+        elif args.command == "broadcast":
+            return asyncio.run(_broadcast(settings, args))
     except UserError as exc:
         print(f"medlegal: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.command != "broadcast" or not args.wait:
+            raise
+        print("\nmedlegal: stopped waiting; the broadcast goes on (see `medlegal broadcast status`)", file=sys.stderr)
+        return 130
     except (OSError, SQLAlchemyError, ImportError) as exc:
         print(f"medlegal: {_database_problem(exc)}", file=sys.stderr)
         return 1
