@@ -95,22 +95,23 @@ def count_text(count: int) -> str:
 
 
 def progress_text(broadcast_id: int, audience: str, counts: dict[str, int]) -> str:
-    """The control message while a broadcast is sending (the sender keeps it current)."""
+    """The control message right after Confirm, in the sender's words (bot.sender keeps it current from then)."""
     return (
-        f"📣 <b>Broadcast #{broadcast_id}</b> to {esc(audience_label(audience))}\n"
-        f"Sending… sent {counts.get('sent', 0):,} · failed {counts.get('failed', 0):,} · left {counts.get('left', 0):,}"
+        f"📣 <b>Broadcast #{broadcast_id}</b> ({esc(audience_label(audience))})\n<b>Sending…</b>\n"
+        f"Sent {counts.get('sent', 0)} · failed {counts.get('failed', 0)} · left {counts.get('left', 0)}"
     )
 
 
 def report_text(broadcast_id: int, audience: str, counts: dict[str, int], *, cancelled: bool = False) -> str:
-    """The final report: what happened to every recipient."""
-    head = "✖️ <b>Broadcast #{id} cancelled</b>" if cancelled else "✅ <b>Broadcast #{id} finished</b>"
+    """The report on a Cancel press (the sender's final report replaces it once the rows in flight resolve)."""
+    title = "Broadcast cancelled" if cancelled else "Broadcast sent"
     lines = [
-        head.format(id=broadcast_id) + f" ({esc(audience_label(audience))})",
-        f"sent {counts.get('sent', 0):,} · failed {counts.get('failed', 0):,} · skipped {counts.get('skipped', 0):,}",
+        f"<b>{title}</b> (#{broadcast_id}, {esc(audience_label(audience))})",
+        f"Sent {counts.get('sent', 0)} · failed {counts.get('failed', 0)} · skipped {counts.get('skipped', 0)}"
+        f" of {counts.get('total', 0)}",
     ]
     if counts.get("left", 0):
-        lines.append(f"left {counts['left']:,} (in flight; they finish or are skipped)")
+        lines.append(f"{counts['left']} on the wire right now: they finish, nothing more goes out")
     return "\n".join(lines)
 
 
@@ -353,7 +354,8 @@ class BroadcastAdmin:
                 return Reply(notice=NOT_YOURS)
             counts = await outbox.broadcast_counts(session, broadcast_id)
             if not counts.get("left", 0):
-                report = report_text(broadcast_id, broadcast.audience, counts)
+                cancelled = broadcast.status == "cancelled"
+                report = report_text(broadcast_id, broadcast.audience, counts, cancelled=cancelled)
                 return Reply(notice=ALREADY_DONE.format(id=broadcast_id), edit=Screen(report))
             await outbox.cancel_broadcast(session, broadcast_id)
             counts = await outbox.broadcast_counts(session, broadcast_id)

@@ -163,7 +163,7 @@ async def test_broadcast_preview_audience_confirm(bot: Bot) -> None:
     assert done.notice == "Queued: sending to 2 recipients."
     assert done.edit is not None
     assert "Broadcast #1" in done.edit.text and "Specialty: Orthopedics" in done.edit.text
-    assert "sent 0 · failed 0 · left 2" in done.edit.text
+    assert "Sending…" in done.edit.text and "Sent 0 · failed 0 · left 2" in done.edit.text
     assert _labels(done) == [bc.CANCEL_SENDING]
 
     [broadcast] = await _broadcasts(bot.sessions)
@@ -272,7 +272,7 @@ async def test_cancel_while_sending(bot: Bot) -> None:
     stopped = await press(bot, ADMIN, stop)
     assert stopped.notice == f"Broadcast #{broadcast.id} cancelled."
     assert stopped.edit is not None and not stopped.edit.keyboard
-    assert "cancelled" in stopped.edit.text and "sent 2 · failed 0 · skipped 3" in stopped.edit.text
+    assert "Broadcast cancelled" in stopped.edit.text and "Sent 2 · failed 0 · skipped 3 of 5" in stopped.edit.text
     assert sorted(status for _, status in await _outbox(bot.sessions)) == [
         "sent",
         "sent",
