@@ -21,6 +21,7 @@ from bot.calendar_file import ics_bytes, ics_filename
 from bot.exam_calendar import stored_sittings
 from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
 from bot.settings import Settings
+from db import outbox
 from db import repository as repo
 from db.models import User
 from flows.conditions import Answer
@@ -43,8 +44,25 @@ class Press:
 
 # verb -> number of arguments after the turn. a: answer, t: toggle, d: done (multi), m: set multi and confirm,
 # b: back, e: edit an answer, s: summary, r: recommendation, c: continue (resume), n: new flow (start over),
-# g: the full roadmap, k: the roadmap's calendar file.
-_VERBS = {"a": 2, "t": 2, "d": 1, "m": 2, "b": 0, "e": 1, "s": 0, "r": 0, "c": 0, "n": 0, "g": 0, "k": 0}
+# g: the full roadmap, k: the roadmap's calendar file, u/v: exam reminders on/off,
+# R: a reminder message's own buttons ("R:0:open", "R:0:stop"; reminders are not tied to a turn).
+_VERBS = {
+    "a": 2,
+    "t": 2,
+    "d": 1,
+    "m": 2,
+    "b": 0,
+    "e": 1,
+    "s": 0,
+    "r": 0,
+    "c": 0,
+    "n": 0,
+    "g": 0,
+    "k": 0,
+    "u": 0,
+    "v": 0,
+    "R": 1,
+}
 _ARG = re.compile(r"^[A-Za-z0-9_+]{1,40}$")
 _ERASE = "x"
 
@@ -124,7 +142,14 @@ class Dialogue:
         plugin = self._plugin_for_command(name)
         if plugin is not None:
             return await plugin.command(user_id, name, args)
-        handlers = {"start": self._start, "restart": self._restart, "cancel": self._cancel, "roadmap": self._roadmap}
+        handlers = {
+            "start": self._start,
+            "restart": self._restart,
+            "cancel": self._cancel,
+            "roadmap": self._roadmap,
+            "remind": self._remind,
+            "stop_reminders": self._stop_reminders,
+        }
         handler = handlers.get(name)
         if handler is None:
             return Reply(send=[Screen(texts.UNKNOWN_COMMAND)])
@@ -180,7 +205,9 @@ class Dialogue:
         if latest is not None and latest.status == "completed":
             state = self._state(latest)
             if state.complete:
-                return Reply(send=[Screen(texts.WELCOME_BACK), await self._roadmap_screen(session, state, latest.turn)])
+                return Reply(
+                    send=[Screen(texts.WELCOME_BACK), await self._roadmap_screen(session, user_id, state, latest.turn)]
+                )
         return await self._new_flow(session, user_id, texts.WELCOME)
 
     async def _roadmap(self, session: AsyncSession, user_id: int) -> Reply:
@@ -188,7 +215,38 @@ class Dialogue:
         if latest is not None and latest.status == "completed":
             state = self._state(latest)
             if state.complete:
-                return Reply(send=[await self._roadmap_screen(session, state, latest.turn)])
+                return Reply(send=[await self._roadmap_screen(session, user_id, state, latest.turn)])
+        return Reply(send=[Screen(texts.NO_ROADMAP)])
+
+    async def _remind(self, session: AsyncSession, user_id: int) -> Reply:
+        latest = await repo.latest_flow(session, user_id)
+        if latest is None or latest.status != "completed" or not self._state(latest).complete:
+            return Reply(send=[Screen(texts.NO_ROADMAP)])
+        reply = await self._set_reminders(session, user_id, on=True, state=self._state(latest), turn=latest.turn)
+        return Reply(send=[Screen(reply.notice or texts.REMINDERS_IME_ONLY)])
+
+    async def _stop_reminders(self, session: AsyncSession, user_id: int) -> Reply:
+        await outbox.set_subscribed(session, user_id, False)
+        return Reply(send=[Screen(texts.REMINDERS_OFF)])
+
+    async def _set_reminders(
+        self, session: AsyncSession, user_id: int, *, on: bool, state: FlowState, turn: int
+    ) -> Reply:
+        """Subscribe or unsubscribe; only a roadmap with QME exam dates has anything to remind of."""
+        roadmap = await self.roadmap(session, state)
+        if on and not roadmap_view.has_exam_dates(roadmap):
+            return Reply(notice=texts.REMINDERS_IME_ONLY, send=[Screen(texts.REMINDERS_IME_ONLY)])
+        await outbox.set_subscribed(session, user_id, on)
+        text = roadmap_view.reminder_status(True, self.settings) if on else texts.REMINDERS_OFF
+        screen = await self._roadmap_screen(session, user_id, state, turn)
+        return Reply(notice=text, edit=screen)
+
+    async def _reminder_button(self, session: AsyncSession, user_id: int, action: str, flow: repo.StoredFlow) -> Reply:
+        if action == "stop":
+            await outbox.set_subscribed(session, user_id, False)
+            return Reply(notice=texts.REMINDERS_OFF, send=[Screen(texts.REMINDERS_OFF)])
+        if action == "open" and flow.status == "completed":
+            return Reply(send=[await self._roadmap_screen(session, user_id, self._state(flow), flow.turn)])
         return Reply(send=[Screen(texts.NO_ROADMAP)])
 
     async def _restart(self, session: AsyncSession, user_id: int) -> Reply:
@@ -232,6 +290,8 @@ class Dialogue:
         flow = await repo.active_flow(session, user_id) or await repo.latest_flow(session, user_id)
         if flow is None or flow.status not in {"active", "completed"}:
             return Reply(notice=texts.STALE_BUTTON, send=[Screen(texts.NO_FLOW)])
+        if press.verb == "R":
+            return await self._reminder_button(session, user_id, press.args[0], flow)
         if press.turn != flow.turn:
             return await self._resync(session, user_id, texts.STALE_BUTTON)
         state = self._state(flow)
@@ -241,16 +301,18 @@ class Dialogue:
                 reply = await self._new_flow(session, user_id, texts.STARTING_OVER)
                 return Reply(edit=_plain(texts.STARTING_OVER), send=reply.send[1:])
             if verb == "c":
-                return Reply(edit=_plain(texts.RESUMED), send=[await self._screen(session, state, flow.turn)])
+                return Reply(edit=_plain(texts.RESUMED), send=[await self._screen(session, user_id, state, flow.turn)])
             if verb == "s":
                 return Reply(send=[self._summary_screen(state, flow.turn)])
+            if verb in {"u", "v"} and state.complete:
+                return await self._set_reminders(session, user_id, on=verb == "u", state=state, turn=flow.turn)
             if verb == "g" and state.complete:
                 return Reply(send=roadmap_view.detail_screens(await self.roadmap(session, state)))
             if verb == "k" and state.complete:
                 document = await self._calendar(session, user_id, state)
                 return Reply(notice=texts.CALENDAR_SENT, documents=[document])
             if verb == "r":
-                return Reply(send=[await self._screen(session, state, flow.turn)])
+                return Reply(send=[await self._screen(session, user_id, state, flow.turn)])
             if verb == "t":
                 moved = self.engine.toggle(state, args[0], args[1])
                 saved = await self._save(session, flow, moved)
@@ -258,7 +320,7 @@ class Dialogue:
             if verb == "b":
                 moved = self.engine.back(state)
                 saved = await self._save(session, flow, moved)
-                return Reply(edit=await self._screen(session, moved, saved.turn))
+                return Reply(edit=await self._screen(session, user_id, moved, saved.turn))
             if verb == "e":
                 moved = self.engine.edit(state, args[0])
                 saved = await self._save(session, flow, moved)
@@ -303,7 +365,7 @@ class Dialogue:
                     )
                 )
             )
-        screens.append(await self._roadmap_screen(session, after, saved.turn, rec))
+        screens.append(await self._roadmap_screen(session, user_id, after, saved.turn, rec))
         return Reply(edit=answered, send=screens)
 
     # -- free text --------------------------------------------------------------------------------------
@@ -313,15 +375,18 @@ class Dialogue:
             latest = await repo.latest_flow(session, user_id)
             if latest is not None and latest.status == "completed":
                 return Reply(
-                    send=[Screen(texts.NO_FLOW_DONE), await self._screen(session, self._state(latest), latest.turn)]
+                    send=[
+                        Screen(texts.NO_FLOW_DONE),
+                        await self._screen(session, user_id, self._state(latest), latest.turn),
+                    ]
                 )
             return Reply(send=[Screen(texts.NO_FLOW)])
         state = self._state(flow)
         if text is None:
-            return Reply(send=[await self._screen(session, state, flow.turn, nudge=texts.NOT_TEXT)])
+            return Reply(send=[await self._screen(session, user_id, state, flow.turn, nudge=texts.NOT_TEXT)])
         question = self.engine.current_question(state)
         if question is None:
-            return Reply(send=[await self._screen(session, state, flow.turn)])
+            return Reply(send=[await self._screen(session, user_id, state, flow.turn)])
         value = self._match(question, state, text)
         if value is None:
             nudge = texts.USE_BUTTONS_MULTI if question.multi else texts.USE_BUTTONS
@@ -353,7 +418,9 @@ class Dialogue:
         flow = await repo.active_flow(session, user_id) or await repo.latest_flow(session, user_id)
         if flow is None or flow.status not in {"active", "completed"}:
             return Reply(notice=notice, send=[Screen(texts.NO_FLOW)])
-        return Reply(notice=notice, send=[await self._screen(session, self._state(flow), flow.turn, nudge=notice)])
+        return Reply(
+            notice=notice, send=[await self._screen(session, user_id, self._state(flow), flow.turn, nudge=notice)]
+        )
 
     def _state(self, flow: repo.StoredFlow) -> FlowState:
         current = None if flow.status == "completed" else flow.current_key
@@ -373,9 +440,11 @@ class Dialogue:
             status=status,
         )
 
-    async def _screen(self, session: AsyncSession, state: FlowState, turn: int, nudge: str | None = None) -> Screen:
+    async def _screen(
+        self, session: AsyncSession, user_id: int, state: FlowState, turn: int, nudge: str | None = None
+    ) -> Screen:
         if state.complete:
-            screen = await self._roadmap_screen(session, state, turn)
+            screen = await self._roadmap_screen(session, user_id, state, turn)
             return Screen(f"<i>{esc(nudge)}</i>\n\n{screen.text}", screen.keyboard) if nudge else screen
         return self._question_screen(state, turn, nudge=nudge)
 
@@ -424,10 +493,14 @@ class Dialogue:
         return build_roadmap(state.answers, self.settings.current_date(), sittings, defn=self.defn, recommendation=rec)
 
     async def _roadmap_screen(
-        self, session: AsyncSession, state: FlowState, turn: int, rec: Recommendation | None = None
+        self, session: AsyncSession, user_id: int, state: FlowState, turn: int, rec: Recommendation | None = None
     ) -> Screen:
         roadmap = await self.roadmap(session, state, rec)
-        return Screen(roadmap_view.summary_text(roadmap), roadmap_view.roadmap_keyboard(roadmap, turn))
+        subscribed = await outbox.is_subscribed(session, user_id) if roadmap_view.has_exam_dates(roadmap) else None
+        return Screen(
+            roadmap_view.summary_text(roadmap, subscribed, self.settings),
+            roadmap_view.roadmap_keyboard(roadmap, turn, subscribed),
+        )
 
     async def _calendar(self, session: AsyncSession, user_id: int, state: FlowState) -> Document:
         roadmap = await self.roadmap(session, state)

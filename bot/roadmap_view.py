@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.screens import Button, Screen, esc
+from bot.settings import Settings
 from flows.roadmap import Item, Roadmap, day
 
 MAX_MESSAGE = 3900  # Telegram allows 4096 characters; leave room for entities
@@ -18,7 +19,22 @@ def _item_line(item: Item, *, full: bool) -> str:
     return line
 
 
-def summary_text(roadmap: Roadmap) -> str:
+def has_exam_dates(roadmap: Roadmap) -> bool:
+    """QME and hybrid roadmaps have exam dates to remind of; IME-only and not-yet roadmaps have none."""
+    return roadmap.plan is not None
+
+
+def reminder_status(subscribed: bool, settings: Settings) -> str:
+    if not subscribed:
+        return "🔕 Exam reminders are off: tap the button below (or send /remind) to get them."
+    days = ", ".join(str(d) for d in settings.reminder_days)
+    return (
+        f"🔔 Exam reminders are on: {days} days before your application deadline and exam window, at "
+        f"{settings.reminder_hour}:00 ({settings.timezone}). /stop_reminders turns them off."
+    )
+
+
+def summary_text(roadmap: Roadmap, subscribed: bool | None = None, settings: Settings | None = None) -> str:
     lines = [f"<b>Recommendation: {esc(roadmap.title)}</b>", esc(roadmap.why)]
     if roadmap.sitting_lines:
         lines += ["", "<b>QME exam timing</b>"] + [f"• {esc(line)}" for line in roadmap.sitting_lines]
@@ -32,6 +48,8 @@ def summary_text(roadmap: Roadmap) -> str:
         ]
     if roadmap.next_steps:
         lines += ["", "<b>Next steps</b>"] + [_item_line(item, full=False) for item in roadmap.next_steps]
+    if subscribed is not None and settings is not None:
+        lines += ["", esc(reminder_status(subscribed, settings))]
     lines += ["", f"<i>As of {esc(day(roadmap.today))}. Tap Full roadmap for every step, the fees and the sources.</i>"]
     return "\n".join(lines)
 
@@ -68,12 +86,17 @@ def _split(block: str) -> list[str]:
     return pieces
 
 
-def roadmap_keyboard(roadmap: Roadmap, turn: int) -> tuple[tuple[Button, ...], ...]:
+def roadmap_keyboard(roadmap: Roadmap, turn: int, subscribed: bool | None = None) -> tuple[tuple[Button, ...], ...]:
     first = [Button("📋 Full roadmap", f"g:{turn}")]
     if roadmap.events:
         first.append(Button("📅 Calendar (.ics)", f"k:{turn}"))
-    return (
-        tuple(first),
-        (Button("✏️ Review or change answers", f"s:{turn}"),),
-        (Button("🔁 Start over", f"n:{turn}"),),
-    )
+    rows = [tuple(first)]
+    if subscribed is not None:
+        toggle = (
+            Button("🔕 Stop exam reminders", f"v:{turn}")
+            if subscribed
+            else Button("🔔 Remind me of exam dates", f"u:{turn}")
+        )
+        rows.append((toggle,))
+    rows += [(Button("✏️ Review or change answers", f"s:{turn}"),), (Button("🔁 Start over", f"n:{turn}"),)]
+    return tuple(rows)

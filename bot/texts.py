@@ -5,6 +5,8 @@ from __future__ import annotations
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "Start or resume the decision flow"),
     ("roadmap", "Your roadmap, recomputed for today"),
+    ("remind", "Turn on QME exam reminders"),
+    ("stop_reminders", "Turn off exam reminders"),
     ("restart", "Start the questions over"),
     ("cancel", "Stop the current questions"),
     ("help", "What this bot does and how to use it"),
@@ -25,6 +27,7 @@ HELP = (
     "<b>Commands</b>\n"
     "/start - start, or resume where you stopped\n"
     "/roadmap - your roadmap again, recomputed for today and the current exam calendar\n"
+    "/remind, /stop_reminders - QME exam reminders on or off\n"
     "/restart - start the questions over\n"
     "/cancel - stop the current questions\n"
     "/privacy - what is stored about you and why\n"
@@ -37,6 +40,7 @@ PRIVACY = (
     "• Your Telegram user id, so I can keep your place and send you your answers back.\n"
     "• Your answers to the questions, the step you are on, and the recommendation I gave, with the times they "
     "were saved, so you can resume after a break and change an answer later.\n"
+    "• Whether you want exam reminders, and the messages queued for you, so each goes out once.\n"
     "I do not store your name, username, phone number or the text of other messages.\n"
     "Aggregate statistics published by community admins never show an individual.\n\n"
     "/delete_me erases all of it at once."
@@ -58,6 +62,10 @@ CANCELLED = (
 )
 NOTHING_TO_CANCEL = "There are no questions in progress. Send /start to begin."
 NO_ROADMAP = "Your roadmap appears once you've answered the questions: send /start to begin or resume."
+REMINDERS_OFF = "🔕 Exam reminders are off. /remind turns them back on."
+REMINDERS_IME_ONLY = "Your roadmap has no QME exam dates, so there is nothing to remind you of."
+REMINDER_OPEN = "📋 Open my roadmap"
+REMINDER_STOP = "🔕 Stop reminders"
 CALENDAR_CAPTION = "Your QME deadlines with reminders: open the file to add them to your calendar."
 CALENDAR_SENT = "Calendar file on its way."
 WELCOME_BACK = "Welcome back. Here is your latest recommendation."
