@@ -1,7 +1,11 @@
-"""Build the python-telegram-bot Application: settings, database, handlers, command list."""
+"""Build the python-telegram-bot Application: settings, database, handlers, command list, the rate limiter every
+request goes through, and the outbox sender that runs beside the handlers in every process."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -9,11 +13,15 @@ from telegram import BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
 from bot import handlers, texts
+from bot.rate_limit import BotRateLimiter
+from bot.sender import OutboxSender
 from bot.settings import Settings
 from bot.wiring import build_dialogue
 from db.engine import make_engine, make_session_factory
 
 App = Application[Any, Any, Any, Any, Any, Any]
+log = logging.getLogger(__name__)
+SENDER_STOP_TIMEOUT = 15.0
 
 
 def build_application(settings: Settings, engine: AsyncEngine | None = None) -> App:
@@ -22,19 +30,43 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
         raise ValueError("MEDLEGAL_BOT_TOKEN is not set")
     owned = engine is None
     db_engine = engine or make_engine(settings.database_url)
+    sessions = make_session_factory(db_engine)
+    tasks: dict[str, asyncio.Task[None]] = {}
 
     async def post_init(app: App) -> None:
         await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
+        sender: OutboxSender = app.bot_data["sender"]
+        tasks["sender"] = asyncio.create_task(sender.run_forever(), name="outbox-sender")
 
-    async def post_shutdown(_app: App) -> None:
+    async def stop_sender(app: App) -> None:
+        """Let the message on the wire finish and be recorded; the rest of the batch goes back to pending."""
+        task = tasks.pop("sender", None)
+        if task is None:
+            return
+        app.bot_data["sender"].stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SENDER_STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("outbox sender did not stop in time; its rows are sent again after their lease")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def post_stop(app: App) -> None:
+        await stop_sender(app)
+
+    async def post_shutdown(app: App) -> None:
+        await stop_sender(app)  # when post_stop was not called
         if owned:
             await db_engine.dispose()
 
-    builder = ApplicationBuilder().token(settings.bot_token.get_secret_value())
+    limiter = BotRateLimiter(settings.rate_limit, settings.chat_rate_limit, engine=db_engine)
+    builder = ApplicationBuilder().token(settings.bot_token.get_secret_value()).rate_limiter(limiter)
     if settings.telegram_base_url:
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
-    app = builder.post_init(post_init).post_shutdown(post_shutdown).build()
+    app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
-    app.bot_data["dialogue"] = build_dialogue(settings, make_session_factory(db_engine))
+    app.bot_data["dialogue"] = build_dialogue(settings, sessions)
+    app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings)
     handlers.register(app)
     return app

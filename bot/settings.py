@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     log_format: str = Field(default="text", pattern="^(text|json)$")
     reminder_days: Annotated[tuple[int, ...], NoDecode] = (30, 7, 1)
     reminder_hour: int = Field(default=9, ge=0, le=23)
+    rate_limit: int = Field(default=30, ge=1)
+    """Messages in any one-second window for the whole bot (all processes together)."""
+    chat_rate_limit: int = Field(default=1, ge=1)
+    """Messages per second to one chat."""
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -319,6 +319,18 @@ async def broadcast_counts(session: AsyncSession, broadcast_id: int) -> dict[str
     return counts
 
 
+async def failure_reasons(session: AsyncSession, broadcast_id: int, limit: int = 5) -> list[tuple[str, int]]:
+    """The commonest reasons its deliveries failed, most frequent first (for the final report)."""
+    stmt = (
+        select(OutboxMessage.error, func.count())
+        .where(OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.status == FAILED)
+        .group_by(OutboxMessage.error)
+        .order_by(func.count().desc(), OutboxMessage.error)
+        .limit(limit)
+    )
+    return [(error or "unknown", int(n)) for error, n in (await session.execute(stmt)).all()]
+
+
 async def cancelled_broadcasts(session: AsyncSession, broadcast_ids: Collection[int]) -> set[int]:
     if not broadcast_ids:
         return set()

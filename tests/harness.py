@@ -49,6 +49,8 @@ class RunningBot:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
+        if self.app.post_stop is not None:  # run_polling() calls it between stop() and shutdown()
+            await self.app.post_stop(self.app)
         await self.app.shutdown()
         if self.app.post_shutdown is not None:
             await self.app.post_shutdown(self.app)

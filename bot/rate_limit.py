@@ -1,0 +1,353 @@
+"""One rate limiter for every request the bot makes (wired with `ApplicationBuilder().rate_limiter(...)`).
+
+Telegram answers 429 when a bot sends more than about 30 messages a second overall or about one a second to one
+chat, and a 429 during a broadcast stalls it for the time Telegram asks. So messages are scheduled, not retried:
+
+* Bot-wide, messages go out in evenly spaced slots, `(1 + margin) / MEDLEGAL_RATE_LIMIT` seconds apart. Even
+  spacing is a sliding window with no burst on top: no one-second window ever holds more than the limit, and the
+  small margin absorbs the jitter between taking a slot and the request reaching Telegram.
+  On PostgreSQL the schedule is the `send_rate` row, shared by every process: taking a slot is one atomic
+  `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under the limit. On SQLite it is
+  kept in memory, because SQLite means one bot process (and so one sender).
+* Per chat, a bulk message waits until the chat has had fewer than MEDLEGAL_CHAT_RATE_LIMIT messages in the last
+  second (replies included). Replies to a physician are counted but not held by it: the physician is tapping
+  right now, a short burst (the answered question, then the next one) is what Telegram tolerates in a private
+  chat, and delaying every next question by a second would make the bot feel broken. Per-chat windows live in
+  each process's memory (a chat's updates and its queued messages rarely meet in two processes at once).
+* Priority: a request without `rate_limit_args` is a reply and takes the next slot at once; bulk requests
+  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most one slot ahead, so a reply waits at
+  most about one slot interval, in this process or any other.
+* On `RetryAfter` every process's bulk sending pauses for the time asked (`paused_until`); the bulk request's
+  error goes back to its caller (the sender reschedules the row), while a reply is retried after the pause, as
+  PTB's own limiter does, a bounded number of times.
+
+Requests that are not messages (getMe, answerCallbackQuery, setMyCommands, ...) pass straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
+
+log = logging.getLogger(__name__)
+
+RateLimitArgs = dict[str, Any]
+Result = bool | dict[str, Any] | list[dict[str, Any]]
+
+BULK = "bulk"
+MARGIN = 0.02
+"""Slots are 2% longer than 1/limit: 98% of the limit at most, with 20 ms of jitter tolerated per second."""
+CHAT_WINDOW = 1.1
+"""The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
+
+
+BULK_WAITED: contextvars.ContextVar[float] = contextvars.ContextVar("medlegal_bulk_waited", default=0.0)
+"""Seconds the current task's last bulk request waited for its slots, so its caller can tell the time on the
+wire from the time spent queueing (the sender sizes its concurrency from the former)."""
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """The pause Telegram asked for, without PTB's int/timedelta deprecation warning."""
+    value = getattr(exc, "_retry_after", None)
+    if value is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def is_message(endpoint: str) -> bool:
+    """The calls Telegram's flood limits count: sending, editing, copying and forwarding messages."""
+    name = endpoint.lower()
+    return name.startswith(("send", "edit", "copy", "forward")) and name != "sendchataction"
+
+
+def _chat_key(value: object) -> int | str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    with contextlib.suppress(TypeError, ValueError):
+        return int(str(value))
+    return str(value)
+
+
+class Schedule(Protocol):
+    """The bot-wide slots: `reserve` gives (seconds until the reserved slot, 0) or (None, seconds to wait)."""
+
+    async def reserve(self, bulk: bool) -> tuple[float | None, float]: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemorySchedule:
+    """The schedule in this process's memory (SQLite: one bot process)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.next_at = 0.0
+        self.paused_until = 0.0
+
+    async def reserve(self, bulk: bool) -> tuple[float | None, float]:
+        now = self.clock()
+        if bulk:
+            wait = max(self.next_at - self.interval - now, self.paused_until - now)
+            if wait > 0:
+                return None, wait
+        slot = max(self.next_at, now)
+        self.next_at = slot + self.interval
+        return slot - now, 0.0
+
+    async def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    async def close(self) -> None:
+        return None
+
+
+_RESERVE = """
+UPDATE send_rate AS r SET next_at = GREATEST(r.next_at, c.now) + make_interval(secs => :iv)
+FROM (SELECT clock_timestamp() AS now) AS c
+WHERE r.id = 1 {bulk}
+RETURNING CAST(EXTRACT(EPOCH FROM (r.next_at - c.now)) AS double precision) - :iv
+"""
+_BULK_ONLY = "AND r.next_at <= c.now + make_interval(secs => :iv) AND r.paused_until <= c.now"
+_WAIT = """
+SELECT CAST(GREATEST(EXTRACT(EPOCH FROM next_at - clock_timestamp()) - :iv,
+                     EXTRACT(EPOCH FROM paused_until - clock_timestamp())) AS double precision)
+FROM send_rate WHERE id = 1
+"""
+_PAUSE = """
+UPDATE send_rate SET paused_until = GREATEST(paused_until, clock_timestamp() + make_interval(secs => :s))
+WHERE id = 1
+"""
+_ENSURE = """
+INSERT INTO send_rate (id, next_at, paused_until) VALUES (1, clock_timestamp(), clock_timestamp())
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+class DatabaseSchedule:
+    """The schedule in PostgreSQL's `send_rate` row, on the database server's clock (no skew between hosts).
+
+    One autocommit connection per process; each slot is one statement whose row lock lasts only that
+    statement. If the database cannot be reached, this process falls back to its memory schedule (logged), so a
+    reply still goes out, and returns to the shared row when the database answers again.
+    """
+
+    def __init__(self, engine: AsyncEngine, interval: float) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.fallback = MemorySchedule(interval)
+        self._conn: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+        self._failing_since: float | None = None
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = await self.engine.connect()
+            try:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(_ENSURE))
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, sql: str, **params: float) -> float | None:
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                value = (await conn.execute(text(sql), params)).scalar()
+            except BaseException:
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                raise
+            if self._failing_since is not None:
+                log.info("send rate shared through the database again")
+                self._failing_since = None
+            return None if value is None else float(value)
+
+    def _failed(self, exc: Exception) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning("send rate falls back to this process's memory: %s", type(exc).__name__)
+
+    async def reserve(self, bulk: bool) -> tuple[float | None, float]:
+        try:
+            delay = await self._run(_RESERVE.format(bulk=_BULK_ONLY if bulk else ""), iv=self.interval)
+            if delay is not None:
+                return delay, 0.0
+            wait = await self._run(_WAIT, iv=self.interval)
+            return None, max(wait or 0.0, 0.0005)
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+            return await self.fallback.reserve(bulk)
+
+    async def pause(self, seconds: float) -> None:
+        await self.fallback.pause(seconds)
+        try:
+            await self._run(_PAUSE, s=seconds)
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+                self._conn = None
+
+
+class ChatWindows:
+    """Recent message times per chat (sliding windows), forgetting chats that have been quiet for a window."""
+
+    def __init__(self, per_window: int, window: float = CHAT_WINDOW) -> None:
+        self.per_window = max(1, per_window)
+        self.window = window
+        self._sent: dict[int | str, deque[float]] = {}
+
+    def wait(self, chat: int | str, now: float) -> float:
+        times = self._sent.get(chat)
+        if not times:
+            return 0.0
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) < self.per_window:
+            return 0.0
+        return times[-self.per_window] + self.window - now
+
+    def record(self, chat: int | str, at: float) -> None:
+        times = self._sent.setdefault(chat, deque())
+        times.append(at)
+        if len(self._sent) > 4096:  # bounded memory during a broadcast to thousands of chats
+            cutoff = at - 2 * self.window
+            for key in [k for k, v in self._sent.items() if not v or v[-1] < cutoff]:
+                del self._sent[key]
+
+
+class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
+    """MEDLEGAL_RATE_LIMIT bot-wide (shared through PostgreSQL), MEDLEGAL_CHAT_RATE_LIMIT per chat, replies first.
+
+    See the module docstring for the rules and why; `engine` selects the shared schedule on PostgreSQL.
+    """
+
+    def __init__(
+        self,
+        rate_limit: int,
+        chat_rate_limit: int,
+        *,
+        engine: AsyncEngine | None = None,
+        margin: float = MARGIN,
+        max_retries: int = 2,
+    ) -> None:
+        self.rate_limit = max(1, rate_limit)
+        self.interval = (1.0 + margin) / self.rate_limit
+        self.max_retries = max_retries
+        self.schedule: Schedule = (
+            DatabaseSchedule(engine, self.interval)
+            if engine is not None and engine.dialect.name == "postgresql"
+            else MemorySchedule(self.interval)
+        )
+        self.chats = ChatWindows(chat_rate_limit)
+        self._bulk_lock = asyncio.Lock()
+        self.throttled = 0
+        """RetryAfter answers seen (for logs and benchmarks)."""
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        await self.schedule.close()
+
+    async def _bulk_slot(self, chat: int | str | None) -> None:
+        """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it."""
+        started = time.monotonic()
+        try:
+            await self._bulk_wait(chat)
+        finally:
+            BULK_WAITED.set(time.monotonic() - started)
+
+    async def _bulk_wait(self, chat: int | str | None) -> None:
+        while True:
+            if chat is not None and (wait := self.chats.wait(chat, time.monotonic())) > 0:
+                await asyncio.sleep(wait)
+                continue
+            async with self._bulk_lock:  # one bulk reservation at a time in this process
+                if chat is not None and self.chats.wait(chat, time.monotonic()) > 0:
+                    continue
+                while True:
+                    delay, wait = await self.schedule.reserve(bulk=True)
+                    if delay is not None:
+                        break
+                    await asyncio.sleep(min(wait, 1.0))
+                if chat is not None:
+                    self.chats.record(chat, time.monotonic() + max(delay, 0.0))
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return
+
+    async def _reply_slot(self, chat: int | str | None) -> None:
+        delay, _ = await self.schedule.reserve(bulk=False)
+        delay = delay or 0.0
+        if chat is not None:
+            self.chats.record(chat, time.monotonic() + max(delay, 0.0))
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _throttled(self, exc: RetryAfter) -> float:
+        seconds = retry_seconds(exc)
+        self.throttled += 1
+        log.warning("Telegram asked to slow down: bulk sending paused for %.1f s", seconds)
+        await self.schedule.pause(seconds)
+        return seconds
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Result]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: RateLimitArgs | None,
+    ) -> Result:
+        counted = is_message(endpoint)
+        chat = _chat_key(data.get("chat_id"))
+        if isinstance(rate_limit_args, dict) and rate_limit_args.get("priority") == BULK:
+            if counted:
+                await self._bulk_slot(chat)
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                await self._throttled(exc)
+                raise
+        for attempt in range(self.max_retries + 1):
+            if counted:
+                await self._reply_slot(chat)
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                seconds = await self._throttled(exc)
+                if attempt == self.max_retries:
+                    raise
+                await asyncio.sleep(seconds)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,522 @@
+"""The outbox sender: delivers queued broadcasts and reminders so that nothing is lost and nothing repeats.
+
+Every bot process runs one. It claims a small batch of due rows with a lease (`in_flight`), sends each through
+the bot's rate limiter as bulk traffic, and records the outcome in its own transaction right after Telegram
+answers: sent (with the message id), failed for good (403 blocked, 400 chat not found or another refusal, or too
+many transient errors) or skipped (unsubscribed meanwhile, broadcast cancelled). Retries:
+
+* `RetryAfter` (429): the row goes back to pending without counting an attempt, the rest of the batch too, and
+  the sender (and, through the limiter, every process's bulk sending) pauses for the time Telegram asked.
+* timeouts, network errors and 5xx: pending again after an exponential backoff, failed after `max_attempts`.
+
+Crash safety: a row is in flight before its send and resolved right after, so a process killed mid-broadcast
+leaves only in-flight rows behind. They are sent again when their lease expires (at once on SQLite, whose single
+sender knows that any in-flight row at start-up was its own). The only message that can arrive twice is one that
+was on the wire, or answered but not yet recorded, at the moment of the kill.
+
+Lanes: the sender keeps as few messages on the wire as the rate needs. Each lane sends one message, waits until
+its outcome is committed, then takes the next, so a crash repeats at most one message per lane. The number of
+lanes is ceil(rate x time per message x 1.25), from the measured time on the wire and in the database (not the
+time spent waiting for a slot), between 1 and `max_lanes`: one lane while a message takes less than the slot
+interval (30/s against a nearby server, or the crash test), a few against Telegram's real round trip. Lanes'
+results are committed together (group commit), one writer at a time in the process, so SQLite never makes a
+writer wait on another. On PostgreSQL several processes drain the same outbox without sharing a row
+(`FOR UPDATE SKIP LOCKED`); a sender never sends a row whose lease is about to run out.
+
+Progress: a broadcast with a progress message (the admin's) gets it edited in place with "Sent S · failed F ·
+left L" at most every `progress_every` seconds (over all processes) and a final report once every row is resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.ext import ExtBot
+
+from bot.rate_limit import BULK, BULK_WAITED, retry_seconds
+from bot.settings import Settings
+from db import outbox
+from db.models import Broadcast, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+BULK_ARGS = {"priority": BULK}
+CHAT_GONE = ("chat not found", "user not found", "peer_id_invalid", "user is deactivated", "bot was kicked")
+LEASE_SAFETY = timedelta(seconds=5)
+"""A claimed row is not sent when less than this is left of its lease (another sender may take it soon)."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def keyboard(rows: Iterable[Iterable[dict[str, Any]]] | None) -> InlineKeyboardMarkup | None:
+    """Stored button rows ({"text", "callback_data"} or {"text", "url"}) as an inline keyboard."""
+    if not rows:
+        return None
+    built = [
+        [
+            InlineKeyboardButton(str(b["text"]), url=b["url"])
+            if b.get("url")
+            else InlineKeyboardButton(str(b["text"]), callback_data=str(b.get("callback_data", "")))
+            for b in row
+        ]
+        for row in rows
+    ]
+    return InlineKeyboardMarkup(built) if any(built) else None
+
+
+def progress_text(counts: dict[str, int]) -> str:
+    return f"<b>Sending…</b>\nSent {counts['sent']} · failed {counts['failed']} · left {counts['left']}" + (
+        f" · skipped {counts['skipped']}" if counts["skipped"] else ""
+    )
+
+
+def final_report(broadcast: Broadcast, counts: dict[str, int], reasons: list[tuple[str, int]]) -> str:
+    """What the admin sees when a broadcast is over: the outcome, the counts, how long it took, why some failed."""
+    title = "Broadcast cancelled" if broadcast.status == "cancelled" else "Broadcast sent"
+    lines = [
+        f"<b>{title}</b> (#{broadcast.id}, {html.escape(broadcast.audience)})",
+        f"Sent {counts['sent']} · failed {counts['failed']} · skipped {counts['skipped']} of {counts['total']}",
+    ]
+    if broadcast.finished_at is not None:
+        took = outbox.as_utc(broadcast.finished_at) - outbox.as_utc(broadcast.created_at)
+        lines.append(f"Took {_duration(took)}")
+    if reasons:
+        lines.append("Failed: " + "; ".join(f"{html.escape(_reason(r))} ({n})" for r, n in reasons))
+    return "\n".join(lines)
+
+
+def _duration(took: timedelta) -> str:
+    seconds = max(0, round(took.total_seconds()))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _reason(error: str) -> str:
+    """Telegram's description without its "Forbidden: "/"Bad Request: " prefix, as an admin would say it."""
+    return error.split(": ", 1)[1] if error.startswith(("Forbidden: ", "Bad Request: ")) else error
+
+
+@dataclass
+class _Delivery:
+    row: OutboxMessage
+    text: str
+    markup: InlineKeyboardMarkup | None
+
+
+Work = Callable[[AsyncSession], Awaitable[object]]
+
+
+@dataclass
+class _Write:
+    work: Work
+    done: bool = False
+    error: BaseException | None = None
+
+
+class _Writer:
+    """One writer at a time in this process, with group commit.
+
+    A lane hands in its result and waits until it is committed; results that arrive while a commit runs go
+    together in the next one. Claims take the same turn. If a group fails, each result is retried on its own,
+    so one bad result cannot hold back (and later duplicate) the messages recorded beside it.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.lock = asyncio.Lock()
+        self.pending: list[_Write] = []
+
+    async def write(self, work: Work) -> None:
+        op = _Write(work)
+        self.pending.append(op)
+        async with self.lock:
+            if not op.done:
+                group, self.pending = self.pending, []
+                await self._commit(group)
+        if op.error is not None:
+            raise op.error
+
+    async def _commit(self, group: list[_Write]) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                for op in group:
+                    await op.work(session)
+        except Exception:
+            if len(group) == 1:
+                raise
+            for op in group:
+                try:
+                    async with self.sessions() as session, session.begin():
+                        await op.work(session)
+                except Exception as exc:
+                    op.error = exc
+        finally:
+            for op in group:
+                op.done = True
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.lock, self.sessions() as session, session.begin():
+            yield session
+
+
+class OutboxSender:
+    """Drains the outbox through `bot` (an ExtBot with the `BotRateLimiter`), see the module docstring."""
+
+    def __init__(
+        self,
+        bot: ExtBot[Any],
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        lease: float = 60.0,
+        batch_size: int | None = None,
+        max_lanes: int = 8,
+        max_attempts: int = 5,
+        backoff: float = 2.0,
+        poll_interval: float = 1.0,
+        progress_every: float = 2.0,
+    ) -> None:
+        self.bot = bot
+        self.sessions = sessions
+        self.settings = settings
+        self.clock = clock
+        self.lease = lease
+        # about half a second of sending per claim: cheap claims, and a cancel or unsubscribe takes effect quickly
+        self.batch_size = batch_size or max(1, min(200, settings.rate_limit // 2))
+        self.max_lanes = max(1, max_lanes)
+        self.cycle = 0.0
+        """Seconds per message on the wire and in the database (moving average), which sizes the lanes."""
+        self._writer = _Writer(sessions)
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.poll_interval = poll_interval
+        self.progress_every = progress_every
+        self._stopped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._paused_until = 0.0  # time.monotonic()
+        self._texts: dict[int, str] = {}
+        self._started = False
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def lanes(self) -> int:
+        """Messages to keep on the wire: enough to keep up with the rate, no more (see the module docstring)."""
+        wanted = math.ceil(self.settings.rate_limit * self.cycle * 1.25)
+        return max(1, min(self.max_lanes, wanted))
+
+    # -- loop ---------------------------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Drain until `stop()`; errors (a database outage) are logged and the loop carries on."""
+        await self._start()
+        while not self._stopped.is_set():
+            try:
+                done = await self._pump()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox sender pass failed")
+                done = 0
+                await self._idle(5.0)
+            if not done:
+                await self._idle(self.poll_interval)
+
+    async def _pump(self) -> int:
+        """Deliver batch after batch while rows are due, claiming the next batch while the last one sends."""
+        total = 0
+        claimed = await self._claim()
+        while claimed is not None and not self._stopped.is_set():
+            rows, deliveries = claimed
+            if not rows:
+                break
+            total += len(rows)
+            prefetch: list[asyncio.Task[tuple[list[OutboxMessage], list[_Delivery]] | None]] = []
+
+            def claim_next(prefetch: list[Any] = prefetch) -> None:
+                if not prefetch:
+                    prefetch.append(asyncio.create_task(self._claim()))
+
+            await self._deliver_all(deliveries, halfway=claim_next)
+            await self._after(rows)
+            claimed = await prefetch[0] if prefetch else await self._claim()
+        if claimed is not None and claimed[0] and self._stopped.is_set():
+            await self._put_back([d.row for d in claimed[1]])
+        await self._finish()
+        return total
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for due rows now (e.g. right after a broadcast was queued in this process)."""
+        self._wake.set()
+
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        async with self._writer.transaction() as session:
+            if session.get_bind().dialect.name == "sqlite":
+                released = await outbox.release_in_flight(session)
+                if released:
+                    log.info("%d outbox rows were in flight when the bot stopped; sending them again", released)
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def _wait_pause(self) -> None:
+        while (left := self._paused_until - time.monotonic()) > 0 and not self._stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), left)
+
+    # -- one pass -----------------------------------------------------------------------------------------
+
+    async def drain_once(self) -> int:
+        """Claim one batch of due rows and resolve each of them; returns how many were claimed."""
+        await self._start()
+        claimed = await self._claim()
+        if claimed is None:
+            return 0
+        rows, deliveries = claimed
+        if deliveries:
+            await self._deliver_all(deliveries)
+        await self._after(rows)
+        await self._finish()
+        return len(rows)
+
+    async def _claim(self) -> tuple[list[OutboxMessage], list[_Delivery]] | None:
+        """The next batch, with what must not go out skipped; None while paused or stopping."""
+        await self._wait_pause()
+        if self._stopped.is_set():
+            return None
+        async with self._writer.transaction() as session:
+            rows = await outbox.claim_due(session, self.clock(), self.batch_size, self.lease)
+            return rows, (await self._prepare(session, rows) if rows else [])
+
+    async def _after(self, rows: list[OutboxMessage]) -> None:
+        for broadcast_id in sorted({r.broadcast_id for r in rows if r.broadcast_id is not None}):
+            await self._progress(broadcast_id)
+
+    async def _put_back(self, rows: list[OutboxMessage]) -> None:
+        """Unsent claimed rows back to pending, after any pause, so that nobody waits for their lease."""
+        if not rows:
+            return
+        resume = self.clock() + timedelta(seconds=max(0.0, self._paused_until - time.monotonic()))
+
+        async def work(session: AsyncSession) -> None:
+            for row in rows:
+                await outbox.put_back(session, row, resume)
+
+        await self._writer.write(work)
+
+    async def _prepare(self, session: AsyncSession, rows: list[OutboxMessage]) -> list[_Delivery]:
+        """Skip what must not go out any more (in the claim's transaction) and pair the rest with their text."""
+        broadcast_ids = {r.broadcast_id for r in rows if r.broadcast_id is not None}
+        broadcasts: dict[int, Broadcast] = {}
+        for broadcast_id in broadcast_ids:
+            b = await outbox.get_broadcast(session, broadcast_id)
+            if b is not None:
+                broadcasts[broadcast_id] = b
+        needs_subscription = {
+            r.user_id
+            for r in rows
+            if r.kind == "reminder"
+            or (r.broadcast_id in broadcasts and broadcasts[r.broadcast_id].audience in outbox.SUBSCRIBER_AUDIENCES)
+        }
+        unsubscribed = await outbox.unsubscribed(session, needs_subscription)
+        deliveries: list[_Delivery] = []
+        for row in rows:
+            broadcast = broadcasts.get(row.broadcast_id) if row.broadcast_id is not None else None
+            text = row.text if row.text is not None else (broadcast.text if broadcast is not None else None)
+            for_subscribers = row.kind == "reminder" or (
+                broadcast is not None and broadcast.audience in outbox.SUBSCRIBER_AUDIENCES
+            )
+            if broadcast is not None and broadcast.status == "cancelled":
+                await outbox.mark_skipped(session, row, "cancelled")
+            elif for_subscribers and row.user_id in unsubscribed:
+                await outbox.mark_skipped(session, row, "unsubscribed")
+            elif not text:
+                await outbox.mark_skipped(session, row, "nothing to send")
+            else:
+                deliveries.append(_Delivery(row, text, keyboard(row.buttons)))
+        return deliveries
+
+    async def _deliver_all(self, deliveries: list[_Delivery], halfway: Callable[[], None] | None = None) -> None:
+        """Send through `lanes` lanes; after a 429 or on stop, put the rest back. `halfway` fires mid-batch."""
+        queue = deque(deliveries)
+        mark = len(queue) // 2
+        halted = asyncio.Event()
+
+        async def lane() -> None:
+            while queue and not halted.is_set() and not self._stopped.is_set():
+                delivery = queue.popleft()
+                if halfway is not None and len(queue) <= mark:
+                    halfway()
+                if await self._deliver(delivery):
+                    halted.set()
+
+        await asyncio.gather(*(lane() for _ in range(min(self.lanes, len(queue)))))
+        await self._put_back([d.row for d in queue])
+
+    async def _deliver(self, delivery: _Delivery) -> bool:
+        """Send one row and record the outcome; True when Telegram asked to slow down (the batch stops)."""
+        row = delivery.row
+        if row.lease_until is not None and outbox.as_utc(row.lease_until) - self.clock() < LEASE_SAFETY:
+            return False  # too late in its lease: leave it to whoever claims it next
+        started = time.monotonic()
+        BULK_WAITED.set(0.0)
+        try:
+            message = await self.bot.send_message(
+                row.user_id,
+                delivery.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=delivery.markup,
+                rate_limit_args=BULK_ARGS,
+            )
+        except RetryAfter as exc:
+            seconds = retry_seconds(exc)
+            self.pause(seconds)
+            await self._record(outbox.put_back, row, self.clock() + timedelta(seconds=seconds))
+            return True
+        except Forbidden as exc:
+            await self._gone(row, exc)
+        except BadRequest as exc:
+            if any(marker in exc.message.lower() for marker in CHAT_GONE):
+                await self._gone(row, exc)
+            else:  # Telegram refused this message; sending it again would be refused again
+                self.failed += 1
+                await self._record(outbox.mark_failed, row, _describe(exc))
+        except ChatMigrated as exc:
+            self.failed += 1
+            await self._record(outbox.mark_failed, row, _describe(exc))
+        except (NetworkError, TelegramError) as exc:  # timeouts, 5xx, connection trouble: try again later
+            await self._transient(row, exc)
+        else:
+            self.sent += 1
+            await self._record(outbox.mark_sent, row, message.message_id, self.clock())
+        took = time.monotonic() - started - BULK_WAITED.get()
+        self.cycle = took if not self.cycle else 0.9 * self.cycle + 0.1 * took
+        return False
+
+    async def _record(self, resolve: Callable[..., Awaitable[bool]], row: OutboxMessage, *args: Any) -> None:
+        async def work(session: AsyncSession) -> None:
+            if not await resolve(session, row, *args):
+                log.warning("outbox row %d was claimed again before its result was recorded", row.id)
+
+        await self._writer.write(work)
+
+    async def _gone(self, row: OutboxMessage, exc: TelegramError) -> None:
+        """Blocked, or the chat is gone: failed for good and unsubscribed, so nothing is queued for it again."""
+        self.failed += 1
+
+        async def work(session: AsyncSession) -> None:
+            if await outbox.mark_failed(session, row, _describe(exc)):
+                await outbox.unsubscribe_after_block(session, row.user_id)
+
+        await self._writer.write(work)
+
+    async def _transient(self, row: OutboxMessage, exc: TelegramError) -> None:
+        reason = _describe(exc)
+        if row.attempts >= self.max_attempts:
+            self.failed += 1
+            await self._record(outbox.mark_failed, row, f"gave up after {row.attempts} attempts: {reason}")
+            return
+        delay = min(self.backoff * 2 ** (row.attempts - 1), 600.0)
+        log.info("outbox row %d: %s; retrying in %.0f s", row.id, reason, delay)
+        await self._record(outbox.retry_later, row, self.clock() + timedelta(seconds=delay), reason)
+
+    # -- the admin's view ---------------------------------------------------------------------------------
+
+    async def _progress(self, broadcast_id: int) -> None:
+        async with self._writer.transaction() as session:
+            if not await outbox.claim_progress_edit(session, broadcast_id, self.clock(), self.progress_every):
+                return
+            broadcast = await outbox.get_broadcast(session, broadcast_id)
+            counts = await outbox.broadcast_counts(session, broadcast_id)
+        if broadcast is None or not counts["left"]:
+            return  # the final report follows
+        if await self._show(broadcast, progress_text(counts), keyboard(broadcast.progress_buttons)):
+            async with self._writer.transaction() as session:  # the interval runs from the edit itself
+                await outbox.claim_progress_edit(session, broadcast_id, self.clock(), 0.0)
+
+    async def _finish(self) -> None:
+        """Mark finished the broadcasts with nothing left and edit their progress message into the final report."""
+        reports: list[tuple[Broadcast, str]] = []
+        async with self._writer.transaction() as session:
+            for broadcast in await outbox.finish_complete(session, self.clock()):
+                counts = await outbox.broadcast_counts(session, broadcast.id)
+                reasons = await outbox.failure_reasons(session, broadcast.id)
+                log.info(
+                    "broadcast %d %s: sent %d, failed %d, skipped %d",
+                    broadcast.id,
+                    broadcast.status,
+                    counts["sent"],
+                    counts["failed"],
+                    counts["skipped"],
+                )
+                reports.append((broadcast, final_report(broadcast, counts, reasons)))
+        for broadcast, report in reports:
+            await self._show(broadcast, report, None, final=True)
+
+    async def _show(
+        self, broadcast: Broadcast, text: str, markup: InlineKeyboardMarkup | None, *, final: bool = False
+    ) -> bool:
+        """Edit the progress message (a final report is sent anew if that fails); whether the edit was made."""
+        chat_id, message_id = broadcast.progress_chat_id, broadcast.progress_message_id
+        if chat_id is None:
+            return False
+        try:
+            if message_id is None:
+                raise BadRequest("message to edit not found")
+            await self.bot.edit_message_text(
+                text,
+                chat_id=chat_id,
+                message_id=message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+                rate_limit_args=BULK_ARGS,
+            )
+        except BadRequest as exc:
+            if "not modified" in exc.message.lower():
+                return True
+            if final:  # the progress message is gone: the report still reaches the admin
+                with contextlib.suppress(TelegramError):
+                    await self.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, rate_limit_args=BULK_ARGS)
+            else:
+                log.info("broadcast %d: progress not shown: %s", broadcast.id, exc.message)
+        except RetryAfter as exc:
+            self.pause(retry_seconds(exc))
+        except TelegramError as exc:
+            log.info("broadcast %d: progress not shown: %s", broadcast.id, _describe(exc))
+        else:
+            return True
+        return False
+
+
+def _describe(exc: TelegramError) -> str:
+    return exc.message or type(exc).__name__
