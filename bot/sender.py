@@ -3,7 +3,7 @@
 Every bot process runs one. It claims a small batch of due rows with a lease (`in_flight`), sends each through
 the bot's rate limiter as bulk traffic, and records the outcome in its own transaction right after Telegram
 answers: sent (with the message id), failed for good (403 blocked, 400 chat not found or another refusal, or too
-many transient errors) or skipped (unsubscribed meanwhile, broadcast cancelled). Retries:
+many transient errors) or skipped (no longer an active subscriber, broadcast cancelled). Retries:
 
 * `RetryAfter` (429): the row goes back to pending without counting an attempt, the rest of the batch too, and
   the sender (and, through the limiter, every process's bulk sending) pauses for the time Telegram asked.
@@ -342,23 +342,15 @@ class OutboxSender:
             b = await outbox.get_broadcast(session, broadcast_id)
             if b is not None:
                 broadcasts[broadcast_id] = b
-        needs_subscription = {
-            r.user_id
-            for r in rows
-            if r.kind == "reminder"
-            or (r.broadcast_id in broadcasts and broadcasts[r.broadcast_id].audience in outbox.SUBSCRIBER_AUDIENCES)
-        }
-        unsubscribed = await outbox.unsubscribed(session, needs_subscription)
+        # Reminders and every broadcast audience (db.audience) are drawn from active subscribers.
+        unsubscribed = await outbox.unsubscribed(session, {r.user_id for r in rows})
         deliveries: list[_Delivery] = []
         for row in rows:
             broadcast = broadcasts.get(row.broadcast_id) if row.broadcast_id is not None else None
             text = row.text if row.text is not None else (broadcast.text if broadcast is not None else None)
-            for_subscribers = row.kind == "reminder" or (
-                broadcast is not None and broadcast.audience in outbox.SUBSCRIBER_AUDIENCES
-            )
             if broadcast is not None and broadcast.status == "cancelled":
                 await outbox.mark_skipped(session, row, "cancelled")
-            elif for_subscribers and row.user_id in unsubscribed:
+            elif row.user_id in unsubscribed:
                 await outbox.mark_skipped(session, row, "unsubscribed")
             elif not text:
                 await outbox.mark_skipped(session, row, "nothing to send")

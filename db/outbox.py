@@ -24,8 +24,6 @@ from db.models import Broadcast, OutboxMessage, Subscription, User, utcnow
 
 PENDING, IN_FLIGHT, SENT, FAILED, SKIPPED = "pending", "in_flight", "sent", "failed", "skipped"
 LEFT = (PENDING, IN_FLIGHT)
-SUBSCRIBER_AUDIENCES = frozenset({"all", "subscribers"})
-"""Broadcast audiences made of subscribers: their rows are skipped when the recipient unsubscribed meanwhile."""
 ERROR_LENGTH = 300
 
 Buttons = list[list[dict[str, str]]]
