@@ -1,5 +1,6 @@
 """Build the python-telegram-bot Application: settings, database, handlers, command list, the rate limiter every
-request goes through, and the outbox sender that runs beside the handlers in every process."""
+request goes through, the outbox sender that runs beside the handlers in every process, and the reminder
+scheduler (active in one process at a time)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot import handlers, texts
 from bot.rate_limit import BotRateLimiter
+from bot.reminder_scheduler import ReminderScheduler
 from bot.sender import OutboxSender
 from bot.settings import Settings
 from bot.wiring import build_dialogue
@@ -36,21 +38,24 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
     async def post_init(app: App) -> None:
         await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
         sender: OutboxSender = app.bot_data["sender"]
+        scheduler: ReminderScheduler = app.bot_data["scheduler"]
         tasks["sender"] = asyncio.create_task(sender.run_forever(), name="outbox-sender")
+        tasks["scheduler"] = asyncio.create_task(scheduler.run_forever(), name="reminder-scheduler")
 
     async def stop_sender(app: App) -> None:
         """Let the message on the wire finish and be recorded; the rest of the batch goes back to pending."""
-        task = tasks.pop("sender", None)
-        if task is None:
-            return
-        app.bot_data["sender"].stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), SENDER_STOP_TIMEOUT)
-        except TimeoutError:
-            log.warning("outbox sender did not stop in time; its rows are sent again after their lease")
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for name in ("scheduler", "sender"):
+            task = tasks.pop(name, None)
+            if task is None:
+                continue
+            app.bot_data[name].stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), SENDER_STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("%s did not stop in time; its rows are sent again after their lease", name)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def post_stop(app: App) -> None:
         await stop_sender(app)
@@ -68,5 +73,6 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
     app.bot_data["settings"] = settings
     app.bot_data["dialogue"] = build_dialogue(settings, sessions)
     app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings)
+    app.bot_data["scheduler"] = ReminderScheduler(db_engine, sessions, settings)
     handlers.register(app)
     return app
