@@ -59,7 +59,12 @@ NOBODY_TO_SEND = "Nobody is in this audience, so nothing was queued; choose anot
 QUEUED = "Queued: sending to {count}."
 NO_SUCH = "There is no broadcast #{id}; nothing was changed."
 ALREADY_DONE = "Broadcast #{id} has already finished; there is nothing left to cancel."
+ALREADY_CANCELLED = "Broadcast #{id} is already cancelled; nothing more goes out."
 STOPPED = "Broadcast #{id} cancelled."
+STOPPING = (
+    "Broadcast #{id} cancelled: nothing more goes out. The report follows once the messages already on their way "
+    "({left}) are done."
+)
 
 AUDIENCE_LABELS = {"all": "All subscribers", "qme": "QME track", "hybrid": "Hybrid track", "ca": "California-licensed"}
 
@@ -103,15 +108,13 @@ def progress_text(broadcast_id: int, audience: str, counts: dict[str, int]) -> s
 
 
 def report_text(broadcast_id: int, audience: str, counts: dict[str, int], *, cancelled: bool = False) -> str:
-    """The report on a Cancel press (the sender's final report replaces it once the rows in flight resolve)."""
+    """The report on a Cancel press that left nothing on the wire, in the words of the sender's final report."""
     title = "Broadcast cancelled" if cancelled else "Broadcast sent"
     lines = [
-        f"<b>{title}</b> (#{broadcast_id}, {esc(audience_label(audience))})",
+        f"<b>{title}</b> (#{broadcast_id}, {esc(audience)})",  # as bot.sender.final_report, which may follow
         f"Sent {counts.get('sent', 0)} · failed {counts.get('failed', 0)} · skipped {counts.get('skipped', 0)}"
         f" of {counts.get('total', 0)}",
     ]
-    if counts.get("left", 0):
-        lines.append(f"{counts['left']} on the wire right now: they finish, nothing more goes out")
     return "\n".join(lines)
 
 
@@ -346,18 +349,21 @@ class BroadcastAdmin:
 
     # -- a broadcast being sent -------------------------------------------------------------------------
     async def _stop(self, user_id: int, broadcast_id: int) -> Reply:
+        """Skip what is not sent yet. The report replaces the progress at once when nothing is on the wire;
+        otherwise the sender writes it when the last message resolves (an edit from here could overwrite it)."""
         async with self.sessions() as session, session.begin():
             broadcast = await outbox.get_broadcast(session, broadcast_id)
             if broadcast is None:
                 return Reply(notice=NO_SUCH.format(id=broadcast_id))
             if broadcast.created_by != user_id:
                 return Reply(notice=NOT_YOURS)
-            counts = await outbox.broadcast_counts(session, broadcast_id)
-            if not counts.get("left", 0):
-                cancelled = broadcast.status == "cancelled"
-                report = report_text(broadcast_id, broadcast.audience, counts, cancelled=cancelled)
-                return Reply(notice=ALREADY_DONE.format(id=broadcast_id), edit=Screen(report))
+            if broadcast.status == "cancelled":
+                return Reply(notice=ALREADY_CANCELLED.format(id=broadcast_id))
+            if broadcast.status != "queued" or not (await outbox.broadcast_counts(session, broadcast_id))["left"]:
+                return Reply(notice=ALREADY_DONE.format(id=broadcast_id))
             await outbox.cancel_broadcast(session, broadcast_id)
             counts = await outbox.broadcast_counts(session, broadcast_id)
-            report = report_text(broadcast_id, broadcast.audience, counts, cancelled=True)
+        if counts["left"]:
+            return Reply(notice=STOPPING.format(id=broadcast_id, left=counts["left"]))
+        report = report_text(broadcast_id, broadcast.audience, counts, cancelled=True)
         return Reply(notice=STOPPED.format(id=broadcast_id), edit=Screen(report))

@@ -23,6 +23,8 @@ from bot.screens import PRESSED_MESSAGE
 from db import migrate, outbox
 from db.engine import make_engine, make_session_factory
 from db.models import AdminAction, Broadcast, OutboxMessage
+from tests.fake_bot_api import FakeBotApi
+from tests.harness import RunningBot
 from tests.test_audience import community
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -284,7 +286,25 @@ async def test_cancel_while_sending(bot: Bot) -> None:
         assert (await outbox.broadcast_counts(s, broadcast.id))["left"] == 0
 
     again = await press(bot, ADMIN, stop)
-    assert again.notice == bc.ALREADY_DONE.format(id=broadcast.id)
+    assert again.notice == bc.ALREADY_CANCELLED.format(id=broadcast.id) and again.edit is None
+
+
+async def test_cancel_with_a_message_on_the_wire_leaves_the_report_to_the_sender(bot: Bot) -> None:
+    done = await press(bot, ADMIN, _button(await _preview(bot), "Confirm"))
+    async with bot.sessions() as s, s.begin():
+        await outbox.claim_due(s, datetime.now(UTC), 1, 60)  # a sender holds one row
+    stopped = await press(bot, ADMIN, _button(done, "Cancel broadcast"))
+    assert stopped.notice == bc.STOPPING.format(id=1, left=1) and stopped.edit is None
+    assert sorted(status for _, status in await _outbox(bot.sessions)) == ["in_flight", *["skipped"] * 4]
+
+
+async def test_cancel_after_the_end_changes_nothing(bot: Bot) -> None:
+    done = await press(bot, ADMIN, _button(await _preview(bot), "Confirm"))
+    async with bot.sessions() as s, s.begin():
+        await _deliver(s, 1, 5)
+    stopped = await press(bot, ADMIN, _button(done, "Cancel broadcast"))
+    assert stopped.notice == bc.ALREADY_DONE.format(id=1) and stopped.edit is None
+    assert [status for _, status in await _outbox(bot.sessions)] == ["sent"] * 5
 
 
 async def _deliver(session: AsyncSession, broadcast_id: int, how_many: int) -> None:
@@ -343,3 +363,65 @@ async def test_forged_stale_and_other_admins_presses_change_nothing(bot: Bot) ->
     expired = await press(bot, ADMIN, confirm)
     assert expired.notice == bc.EXPIRED
     assert await _broadcasts(bot.sessions) == []
+
+
+# -- end to end through the fake Bot API ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as server:
+        yield server
+
+
+async def test_end_to_end_admin_broadcasts_and_subscribers_receive_it(fake: FakeBotApi, sqlite_url: str) -> None:
+    admin = fake.user(ADMIN, "Ada")
+    async with RunningBot(fake, sqlite_url, admin_ids=frozenset({ADMIN})) as running:
+        await community(make_session_factory(running.engine))
+        admin.send("/broadcast")
+        await fake.wait_for_message(ADMIN, "Send me the message")
+        admin.send(MESSAGE)
+        control = await fake.wait_for_message(ADMIN, "Preview")
+        preview = fake.messages(ADMIN)[-2]
+        assert preview.text == MESSAGE and preview.plain_text.startswith("QME exam news\nThe April window")
+        assert "5 recipients" in control.plain_text
+
+        admin.press("QME track")
+        await fake.wait_for_message(ADMIN, "2 recipients")
+        fake.fail("403", chat_id=4)  # physician 4 blocked the bot
+        admin.press("Confirm")
+        received = await fake.wait_for_message(1, "QME exam news", timeout=10)
+        assert received.text == MESSAGE
+        final = await fake.wait_for_message(ADMIN, "Broadcast sent", timeout=10)
+        assert final.message_id == control.message_id  # the control message, edited in place
+        assert final.plain_text.startswith("Broadcast sent (#1, qme)\nSent 1 · failed 1 · skipped 0 of 2")
+        assert "Failed: bot was blocked by the user (1)" in final.plain_text
+        assert not final.buttons()  # the Cancel button goes with the sending
+        edits = [c.params["text"] for c in fake.calls_to("editMessageText", ADMIN)]
+        assert any("Broadcast #1" in t and "left 2" in t for t in edits)  # Confirm turned it into the progress
+        for user_id in (2, 3, 4, 5, 6, 7):
+            assert not fake.messages(user_id)
+        async with make_session_factory(running.engine)() as s:
+            assert not await outbox.is_subscribed(s, 4)
+
+
+async def test_end_to_end_cancel_while_sending(fake: FakeBotApi, sqlite_url: str) -> None:
+    admin = fake.user(ADMIN, "Ada")
+    async with RunningBot(fake, sqlite_url, admin_ids=frozenset({ADMIN}), rate_limit=2) as running:
+        await community(make_session_factory(running.engine))
+        admin.send("/broadcast")
+        await fake.wait_for_message(ADMIN, "Send me the message")
+        admin.send(MESSAGE)
+        control = await fake.wait_for_message(ADMIN, "5 recipients")
+        admin.press("Confirm")
+        await fake.wait_for_message(1, "QME exam news", timeout=10)  # sending has begun (2 a second)
+        admin.press("Cancel broadcast", message_id=control.message_id)
+        final = await fake.wait_for_message(ADMIN, "Broadcast cancelled", timeout=10)
+        assert final.message_id == control.message_id and not final.buttons()
+        await fake.wait_until_idle()
+        delivered = [u for u in (1, 2, 3, 4, 6) if fake.messages(u)]
+        assert 1 <= len(delivered) < 5
+        assert f"Sent {len(delivered)} · failed 0 · skipped {5 - len(delivered)} of 5" in final.plain_text
+        async with make_session_factory(running.engine)() as s:
+            counts = await outbox.broadcast_counts(s, 1)
+        assert (counts["sent"], counts["skipped"], counts["left"]) == (len(delivered), 5 - len(delivered), 0)

@@ -7,15 +7,23 @@ API server.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import re
+import signal
 import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from db import migrate
+from bot import cli
+from db import migrate, outbox
 from db.engine import make_engine, make_session_factory
-from tests.cli_runner import Run, runner
+from tests.cli_runner import COMMAND, Run, clean_env, runner
+from tests.fake_bot_api import FakeBotApi
 from tests.test_audience import community
 
 MESSAGE = "<b>QME exam news</b>\nThe April window is open &amp; filling up: <i>apply early</i>.\n"
@@ -121,3 +129,89 @@ def test_errors_are_one_line_exit_1_and_queue_nothing(medlegal: Run, args: list[
 def test_status_takes_no_options(medlegal: Run) -> None:
     result = medlegal("status", "--dry-run")
     assert result.returncode == 2 and "usage: medlegal" in result.stderr
+
+
+# -- --wait, with the sender of a running bot --------------------------------------------------------------
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as server:
+        yield server
+
+
+async def test_wait_follows_the_sender_to_the_final_report(fake: FakeBotApi, tmp_path: Path) -> None:
+    await _seed(tmp_path / "m.db")
+    (tmp_path / "news.html").write_text(MESSAGE, encoding="utf-8")
+    fake.fail("403", chat_id=2)  # physician 2 blocked the bot
+    env = clean_env(tmp_path / "m.db", MEDLEGAL_BOT_TOKEN=fake.token, MEDLEGAL_TELEGRAM_BASE_URL=fake.base_url)
+    bot = await asyncio.create_subprocess_exec(
+        *COMMAND, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await fake.wait_for_call("setMyCommands", timeout=20)
+        wait = await asyncio.create_subprocess_exec(
+            *COMMAND,
+            "broadcast",
+            "news.html",
+            "--wait",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out_bytes, err_bytes = await asyncio.wait_for(wait.communicate(), 30)
+    finally:
+        bot.send_signal(signal.SIGINT)
+        _, bot_err = await asyncio.wait_for(bot.communicate(), 20)
+    out, err = out_bytes.decode(), err_bytes.decode()
+    assert wait.returncode == 0, err
+    assert out.splitlines() == [
+        "queued broadcast #1 to 5 recipients, audience all (All subscribers)",
+        "broadcast #1 done: sent 4, failed 1, skipped 0",
+    ]
+    bars = err.splitlines()
+    assert bars and all(re.match(r"^\[[#.]{30}\] +\d+%  sent \d+  failed \d+  skipped \d+  left \d+$", b) for b in bars)
+    assert bars[-1] == f"[{'#' * 30}] 100%  sent 4  failed 1  skipped 0  left 0"
+    for user_id in (1, 3, 4, 6):
+        [received] = fake.messages(user_id)
+        assert received.text == MESSAGE.strip()
+    assert not fake.messages(2) and not fake.messages(7)
+    assert bot.returncode == 0, bot_err.decode()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_wait_redraws_one_line_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process: the bar is redrawn with a carriage return on a TTY while rows resolve one by one."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    await migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    await community(sessions)
+    async with sessions() as s, s.begin():
+        broadcast = await outbox.queue_broadcast(s, text="hi", audience="all", created_by=None, recipients=[1, 2, 3])
+        broadcast_id = broadcast.id
+
+    async def deliver() -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            async with sessions() as s, s.begin():
+                [row] = await outbox.claim_due(s, datetime.now(UTC), 1, 60)
+                await outbox.mark_sent(s, row, 7)
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    try:
+        _, code = await asyncio.gather(deliver(), cli._follow(sessions, broadcast_id, 3, interval=0.01))
+    finally:
+        await engine.dispose()
+    assert code == 0
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\r[") and drawn.endswith(f"\r[{'#' * 30}] 100%  sent 3  failed 0  skipped 0  left 0\n")
+    assert drawn.count("\n") == 1 and 2 <= drawn.count("\r") <= 4  # each state drawn at most once, in place
+    assert capsys.readouterr().out == f"broadcast #{broadcast_id} done: sent 3, failed 0, skipped 0\n"
