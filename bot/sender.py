@@ -188,7 +188,7 @@ class OutboxSender:
         clock: Callable[[], datetime] = _utcnow,
         lease: float = 60.0,
         batch_size: int | None = None,
-        max_lanes: int = 8,
+        max_lanes: int = 4,
         max_attempts: int = 5,
         backoff: float = 2.0,
         poll_interval: float = 1.0,

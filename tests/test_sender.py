@@ -385,7 +385,7 @@ async def test_replies_overtake_a_broadcast(fake: FakeBotApi, sqlite_url: str) -
         fake.user(2200).send("/start")
         reply = await fake.wait_for_message(2200, "Step 1 of", timeout=5)
         answered = next(c.at for c in fake.calls_to("sendMessage", 2200) if c.status == 200)
-        assert reply is not None and answered - asked < 0.6
+        assert reply is not None and answered - asked < 1.5  # the 30 broadcast messages left need 3 s
         counts = await finished(sessions, bid)
     assert counts["sent"] == 40 and fake.rate_limit_violations == 0
     assert len([c for c in fake.calls_to("sendMessage") if c.chat_id in ids and c.at > answered]) > 10
