@@ -72,7 +72,7 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
     app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
     app.bot_data["dialogue"] = build_dialogue(settings, sessions)
-    app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings)
+    app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings, max_lanes=settings.send_lanes)
     app.bot_data["scheduler"] = ReminderScheduler(db_engine, sessions, settings)
     handlers.register(app)
     return app

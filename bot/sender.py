@@ -17,10 +17,10 @@ was on the wire, or answered but not yet recorded, at the moment of the kill.
 Lanes: the sender keeps as few messages on the wire as the rate needs. Each lane sends one message, waits until
 its outcome is committed, then takes the next, so a crash repeats at most one message per lane. The number of
 lanes is ceil(rate x time per message x 1.25), from the measured time on the wire and in the database (not the
-time spent waiting for a slot), between 1 and `max_lanes`: one lane while a message takes less than the slot
-interval (30/s against a nearby server, or the crash test), a few against Telegram's real round trip. Lanes'
-results are committed together (group commit), one writer at a time in the process, so SQLite never makes a
-writer wait on another. On PostgreSQL several processes drain the same outbox without sharing a row
+time spent waiting for a slot), between 1 and MEDLEGAL_SEND_LANES: one lane while a message takes less than the
+slot interval (30/s against a nearby server), a few against Telegram's real round trip. Lanes' results are
+committed together (group commit), one writer at a time in the process, so SQLite never makes a writer wait on
+another. On PostgreSQL several processes drain the same outbox without sharing a row
 (`FOR UPDATE SKIP LOCKED`); a sender never sends a row whose lease is about to run out.
 
 Progress: a broadcast with a progress message (the admin's) gets it edited in place with "Sent S · failed F ·
@@ -188,7 +188,7 @@ class OutboxSender:
         clock: Callable[[], datetime] = _utcnow,
         lease: float = 60.0,
         batch_size: int | None = None,
-        max_lanes: int = 4,
+        max_lanes: int | None = None,
         max_attempts: int = 5,
         backoff: float = 2.0,
         poll_interval: float = 1.0,
@@ -201,7 +201,7 @@ class OutboxSender:
         self.lease = lease
         # about half a second of sending per claim: cheap claims, and a cancel or unsubscribe takes effect quickly
         self.batch_size = batch_size or max(1, min(200, settings.rate_limit // 2))
-        self.max_lanes = max(1, max_lanes)
+        self.max_lanes = max(1, settings.send_lanes if max_lanes is None else max_lanes)
         self.cycle = 0.0
         """Seconds per message on the wire and in the database (moving average), which sizes the lanes."""
         self._writer = _Writer(sessions)

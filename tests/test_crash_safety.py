@@ -1,8 +1,8 @@
 """Kill `medlegal run` with SIGKILL in the middle of a broadcast, twice, and start it again each time.
 
 The fake Bot API's record is the judge: every recipient got the broadcast, and a kill repeated at most the one
-message that was on the wire or not yet recorded when it struck (at 100 messages a second the sender runs one
-lane; see bot/sender.py). The fake server enforces the same flood limits as the bot and is never crossed.
+message that was on the wire or not yet recorded when it struck (one lane, MEDLEGAL_SEND_LANES=1; see
+bot/sender.py). The fake server enforces the same flood limits as the bot and is never crossed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.cli_runner import COMMAND, clean_env
 from tests.fake_bot_api import FakeBotApi
 
 RECIPIENTS = list(range(50_000, 52_000))
-RATE = 100
+RATE = 150
 TEXT = "<b>Exam window</b> announced: apply by the deadline."
 
 
@@ -76,6 +76,7 @@ async def test_sigkill_mid_broadcast_loses_nothing_and_repeats_at_most_one_messa
         MEDLEGAL_TELEGRAM_BASE_URL=fake.base_url,
         MEDLEGAL_RATE_LIMIT=str(RATE),
         MEDLEGAL_CHAT_RATE_LIMIT="1",
+        MEDLEGAL_SEND_LANES="1",
     )
 
     async def start() -> asyncio.subprocess.Process:
