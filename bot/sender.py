@@ -363,17 +363,26 @@ class OutboxSender:
         queue = deque(deliveries)
         mark = len(queue) // 2
         halted = asyncio.Event()
+        errors: list[Exception] = []
 
         async def lane() -> None:
             while queue and not halted.is_set() and not self._stopped.is_set():
                 delivery = queue.popleft()
                 if halfway is not None and len(queue) <= mark:
                     halfway()
-                if await self._deliver(delivery):
+                try:
+                    if await self._deliver(delivery):
+                        halted.set()
+                except Exception as exc:  # e.g. the database is gone: an unrecorded send must not be followed by more
+                    errors.append(exc)
                     halted.set()
 
         await asyncio.gather(*(lane() for _ in range(min(self.lanes, len(queue)))))
-        await self._put_back([d.row for d in queue])
+        try:
+            await self._put_back([d.row for d in queue])
+        finally:
+            if errors:
+                raise errors[0]
 
     async def _deliver(self, delivery: _Delivery) -> bool:
         """Send one row and record the outcome; True when Telegram asked to slow down (the batch stops)."""

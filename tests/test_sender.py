@@ -413,3 +413,36 @@ async def test_two_processes_share_one_rate_and_never_send_a_row_twice(
     assert all(len(fake.messages(u)) == 1 for u in ids)
     assert first.sender.sent > 0 and second.sender.sent > 0 and first.sender.sent + second.sender.sent == 60
     assert time.monotonic() - started >= 60 / 20 - 0.3  # together, not each, at 20 a second
+
+
+async def test_a_result_that_cannot_be_recorded_stops_the_batch(
+    fake: FakeBotApi, engine: AsyncEngine, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the database fails after a send, nothing more is sent until it answers again: each unrecorded send is
+    a message that may go out twice, so there must never be more than one per lane."""
+    ids = list(range(4000, 4005))
+    await users(sessions, ids)
+    await broadcast(sessions, ids)
+
+    async def broken(*_args: object) -> bool:
+        raise RuntimeError("database unavailable")
+
+    r = await rig(fake, engine, sessions)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(outbox, "mark_sent", broken)
+            with pytest.raises(RuntimeError):
+                await r.sender.drain_once()
+        assert len(fake.calls_to("sendMessage")) == 1
+        statuses = sorted(row.status for row in (await rows(sessions)).values())
+        assert statuses == ["in_flight", "pending", "pending", "pending", "pending"]
+        await r.sender.drain_once()  # the database is back: the rest goes out
+    finally:
+        await r.close()
+    assert sorted(row.status for row in (await rows(sessions)).values()) == [
+        "in_flight",
+        "sent",
+        "sent",
+        "sent",
+        "sent",
+    ]
