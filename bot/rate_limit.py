@@ -137,6 +137,7 @@ FROM send_rate WHERE id = 1
 _PAUSE = """
 UPDATE send_rate SET paused_until = GREATEST(paused_until, clock_timestamp() + make_interval(secs => :s))
 WHERE id = 1
+RETURNING CAST(:s AS double precision)
 """
 _ENSURE = """
 INSERT INTO send_rate (id, next_at, paused_until) VALUES (1, clock_timestamp(), clock_timestamp())

@@ -98,11 +98,14 @@ async def test_processes_share_one_schedule_on_postgres(engine: AsyncEngine, db_
         await schedules[0].pause(5.0)  # one process's 429 holds the other's bulk sending
         refused, wait = await schedules[1].reserve(bulk=True)
         assert refused is None and wait > 4.0
+        assert all(s._failing_since is None for s in schedules), "the shared row was used, no memory fallback"
     finally:
         for s in schedules:
             await s.close()
         await other.dispose()
     slots.sort()
     gaps = [b - a for a, b in itertools.pairwise(slots)]
-    assert min(gaps) >= interval - 0.003  # the database's clock, read back over a round trip
+    # Slots are read back over a round trip on a possibly busy machine, so the local view of a gap jitters by a few
+    # milliseconds; a slot handed to both processes would show as a gap near zero, far below half an interval.
+    assert min(gaps) >= interval / 2
     assert slots[-1] - slots[0] >= 49 * interval - 0.01
