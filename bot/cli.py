@@ -10,10 +10,12 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from bot.settings import Settings
@@ -30,13 +32,28 @@ class UserError(Exception):
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"MEDLEGAL_{'_'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
             for err in exc.errors()
         )
         raise UserError(f"invalid configuration: {problems}") from None
+    _check_sqlite_folder(settings.database_url)
+    return settings
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """SQLite creates the file but not its folder; say so up front (a failed connect leaves aiosqlite's worker
+    thread to report on a closed event loop)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # reported where the URL is used
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"cannot use the database: the folder {folder} does not exist")
 
 
 def _parser() -> argparse.ArgumentParser:
