@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import Table, Update, and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -209,15 +209,41 @@ async def release_in_flight(session: AsyncSession) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def _resolve(session: AsyncSession, row: OutboxMessage, **values: Any) -> bool:
-    """Apply `values` if this claim still holds the row (in flight with the same attempts); else False."""
+_RESOLVE: dict[tuple[tuple[str, ...], bool], Update] = {}
+
+
+def _resolve_statement(columns: tuple[str, ...], uncount: bool) -> Update:
+    """One UPDATE per shape, built once: a sender resolves a row per message, and building the statement anew each
+    time cost more CPU than running it."""
+    key = (columns, uncount)
+    stmt = _RESOLVE.get(key)
+    if stmt is None:
+        table = cast(Table, OutboxMessage.__table__)
+        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
+        if uncount:
+            values["attempts"] = table.c.attempts - 1
+        stmt = (
+            update(table)
+            .where(
+                table.c.id == bindparam("w_id"),
+                table.c.status == IN_FLIGHT,
+                table.c.attempts == bindparam("w_attempts"),
+            )
+            .values(values)
+        )
+        _RESOLVE[key] = stmt
+    return stmt
+
+
+async def _resolve(session: AsyncSession, row: OutboxMessage, *, uncount: bool = False, **values: Any) -> bool:
+    """Apply `values` if this claim still holds the row (in flight with the same attempts); else False.
+
+    `uncount` gives the claim's attempt back (a 429 is not the row's fault).
+    """
     values.setdefault("updated_at", utcnow())
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row.id, OutboxMessage.status == IN_FLIGHT, OutboxMessage.attempts == row.attempts)
-        .values(**values),
-        execution_options={"synchronize_session": False},
-    )
+    columns = tuple(sorted(values))
+    params = {f"v_{name}": values[name] for name in columns} | {"w_id": row.id, "w_attempts": row.attempts}
+    result = await session.execute(_resolve_statement(columns, uncount), params)
     return bool(getattr(result, "rowcount", 0))
 
 
@@ -243,9 +269,7 @@ async def retry_later(session: AsyncSession, row: OutboxMessage, at: datetime, e
 
 async def put_back(session: AsyncSession, row: OutboxMessage, at: datetime) -> bool:
     """Back to pending until `at` without counting an attempt (Telegram asked to slow down; not the row's fault)."""
-    return await _resolve(
-        session, row, status=PENDING, not_before=as_utc(at), lease_until=None, attempts=OutboxMessage.attempts - 1
-    )
+    return await _resolve(session, row, uncount=True, status=PENDING, not_before=as_utc(at), lease_until=None)
 
 
 # -- broadcasts -------------------------------------------------------------------------------------------
