@@ -42,10 +42,17 @@ def _after(user: FakeUser) -> int:
 
 
 async def tap(fake: FakeBotApi, user: FakeUser, label: str, expect: str | None) -> BotMessage | None:
-    """Press a button; wait for the new message that should follow (or for the edit to land)."""
+    """Press a button; wait for the new message that should follow, or for the pressed message's edit to land
+    (waiting for quiet alone can return between the callback answer and the edit on a busy machine)."""
     after = _after(user)
+    pressed = next(m for m in reversed(user.messages) if any(label.casefold() in b.casefold() for b, _ in m.buttons()))
+    edits = pressed.edited
     user.press(label)
     if expect is None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while pressed.edited == edits and _after(user) == after:
+            assert asyncio.get_running_loop().time() < deadline, f"pressing {label!r} changed nothing"
+            await asyncio.sleep(0.01)
         await fake.wait_until_idle()
         return None
     return await fake.wait_for_message(user.id, expect, after=after)
