@@ -51,6 +51,8 @@ Result = bool | dict[str, Any] | list[dict[str, Any]]
 BULK = "bulk"
 MARGIN = 0.02
 """Slots are 2% longer than 1/limit: 98% of the limit at most, with 20 ms of jitter tolerated per second."""
+LATE = 0.005
+"""Seconds after its slot beyond which a message counts as late (see `BotRateLimiter._until`)."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -93,6 +95,9 @@ class Schedule(Protocol):
 
     async def pause(self, seconds: float) -> None: ...
 
+    async def late(self) -> None:
+        """A message went out later than its slot: keep the next slot a full interval after it."""
+
     async def close(self) -> None: ...
 
 
@@ -118,6 +123,9 @@ class MemorySchedule:
     async def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
+    async def late(self) -> None:
+        self.next_at = max(self.next_at, self.clock() + self.interval)
+
     async def close(self) -> None:
         return None
 
@@ -138,6 +146,9 @@ _PAUSE = """
 UPDATE send_rate SET paused_until = GREATEST(paused_until, clock_timestamp() + make_interval(secs => :s))
 WHERE id = 1
 RETURNING CAST(:s AS double precision)
+"""
+_LATE = """
+UPDATE send_rate SET next_at = GREATEST(next_at, clock_timestamp() + make_interval(secs => :iv)) WHERE id = 1
 """
 _ENSURE = """
 INSERT INTO send_rate (id, next_at, paused_until) VALUES (1, clock_timestamp(), clock_timestamp())
@@ -208,6 +219,13 @@ class DatabaseSchedule:
         await self.fallback.pause(seconds)
         try:
             await self._run(_PAUSE, s=seconds)
+        except (SQLAlchemyError, OSError) as exc:
+            self._failed(exc)
+
+    async def late(self) -> None:
+        await self.fallback.late()
+        try:
+            await self._run(_LATE, iv=self.interval)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
 
@@ -303,8 +321,7 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                     await asyncio.sleep(min(wait, 1.0))
                 if chat is not None:
                     self.chats.record(chat, time.monotonic() + max(delay, 0.0))
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self._until(time.monotonic() + delay)
             return
 
     async def _reply_slot(self, chat: int | str | None) -> None:
@@ -312,8 +329,15 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         delay = delay or 0.0
         if chat is not None:
             self.chats.record(chat, time.monotonic() + max(delay, 0.0))
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await self._until(time.monotonic() + delay)
+
+    async def _until(self, slot: float) -> None:
+        """Wait for the slot. A busy event loop can wake us late, which would squeeze this message and the ones
+        reserved after it into less than their second: then the schedule restarts a full interval from now."""
+        if slot > time.monotonic():
+            await asyncio.sleep(slot - time.monotonic())
+        if time.monotonic() - slot > LATE:
+            await self.schedule.late()
 
     async def _throttled(self, exc: RetryAfter) -> float:
         seconds = retry_seconds(exc)

@@ -109,3 +109,13 @@ async def test_processes_share_one_schedule_on_postgres(engine: AsyncEngine, db_
     # milliseconds; a slot handed to both processes would show as a gap near zero, far below half an interval.
     assert min(gaps) >= interval / 2
     assert slots[-1] - slots[0] >= 49 * interval - 0.01
+
+
+async def test_a_late_message_pushes_the_next_slot_a_full_interval_after_it() -> None:
+    clock = Clock()
+    schedule = MemorySchedule(0.1, clock)
+    await schedule.reserve(bulk=True)  # slot at 1000.0, next at 1000.1
+    clock.now += 0.05  # sent 50 ms late
+    await schedule.late()
+    delay, _ = await schedule.reserve(bulk=False)
+    assert delay == pytest.approx(0.1)  # not 0.05: a full interval after the late one
