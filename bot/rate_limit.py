@@ -188,7 +188,8 @@ class DatabaseSchedule:
         async with self._lock:
             conn = await self._connection()
             try:
-                value = (await conn.execute(text(sql), params)).scalar()
+                result = await conn.execute(text(sql), params)
+                value = result.scalar() if result.returns_rows else None
             except BaseException:
                 self._conn = None
                 with contextlib.suppress(Exception):

@@ -119,3 +119,21 @@ async def test_a_late_message_pushes_the_next_slot_a_full_interval_after_it() ->
     await schedule.late()
     delay, _ = await schedule.reserve(bulk=False)
     assert delay == pytest.approx(0.1)  # not 0.05: a full interval after the late one
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_late_message_moves_the_shared_schedule_on_postgres(engine: AsyncEngine, db_url: str) -> None:
+    other = make_engine(db_url)
+    first, second = DatabaseSchedule(engine, 0.05), DatabaseSchedule(other, 0.05)
+    try:
+        await first.reserve(bulk=False)
+        await asyncio.sleep(0.2)  # the message went out long after its slot
+        await first.late()
+        delay, _ = await second.reserve(bulk=False)  # the other process sees the pushed schedule
+        assert delay is not None and delay > 0.02  # without the push it would be 0: the old slot is long past
+        assert first._failing_since is None and second._failing_since is None  # no fallback to memory
+    finally:
+        await first.close()
+        await second.close()
+        await other.dispose()
