@@ -363,6 +363,9 @@ class BroadcastAdmin:
                 return Reply(notice=ALREADY_DONE.format(id=broadcast_id))
             await outbox.cancel_broadcast(session, broadcast_id)
             counts = await outbox.broadcast_counts(session, broadcast_id)
+            if not counts["left"]:
+                # Finished here, in the cancel's transaction, so the sender does not report it a second time.
+                await outbox.finish_complete(session, only=broadcast_id)
         if counts["left"]:
             return Reply(notice=STOPPING.format(id=broadcast_id, left=counts["left"]))
         report = report_text(broadcast_id, broadcast.audience, counts, cancelled=True)

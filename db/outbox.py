@@ -377,17 +377,20 @@ async def claim_progress_edit(session: AsyncSession, broadcast_id: int, now: dat
     return bool(getattr(result, "rowcount", 0))
 
 
-async def finish_complete(session: AsyncSession, now: datetime | None = None) -> list[Broadcast]:
-    """Mark finished every unfinished broadcast with no row left; returns those this call finished.
+async def finish_complete(
+    session: AsyncSession, now: datetime | None = None, *, only: int | None = None
+) -> list[Broadcast]:
+    """Mark finished every unfinished broadcast (or just `only`) with no row left; returns those this call finished.
 
     A queued one becomes done, a cancelled one keeps its status; both get finished_at. The update is
     conditional, so when several senders race exactly one of them gets each broadcast (and reports it).
     """
     at = as_utc(now or utcnow())
     left = exists().where(OutboxMessage.broadcast_id == Broadcast.id, OutboxMessage.status.in_(LEFT))
-    candidates = list(
-        (await session.execute(select(Broadcast.id).where(Broadcast.finished_at.is_(None), ~left))).scalars()
-    )
+    stmt = select(Broadcast.id).where(Broadcast.finished_at.is_(None), ~left)
+    if only is not None:
+        stmt = stmt.where(Broadcast.id == only)
+    candidates = list((await session.execute(stmt)).scalars())
     finished: list[Broadcast] = []
     for broadcast_id in candidates:
         result = await session.execute(

@@ -284,6 +284,9 @@ async def test_cancel_while_sending(bot: Bot) -> None:
     ]
     async with bot.sessions() as s:
         assert (await outbox.broadcast_counts(s, broadcast.id))["left"] == 0
+        finished = await outbox.get_broadcast(s, broadcast.id)
+        assert finished is not None and finished.finished_at is not None  # reported here, so the sender won't
+        assert await outbox.finish_complete(s) == []
 
     again = await press(bot, ADMIN, stop)
     assert again.notice == bc.ALREADY_CANCELLED.format(id=broadcast.id) and again.edit is None
