@@ -8,6 +8,7 @@ in memory), so the button still works after a restart and in whichever bot proce
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -278,11 +279,11 @@ def calendar_screen(sittings: list[Sitting], today: date) -> Screen:
     return Screen("\n".join(lines))
 
 
-def _keyboard(action_id: int) -> tuple[tuple[Button, ...], ...]:
-    return ((Button(CONFIRM, f"sit:ok:{action_id}"), Button(CANCEL, f"sit:no:{action_id}")),)
+def _keyboard(action_id: int, nonce: str) -> tuple[tuple[Button, ...], ...]:
+    return ((Button(CONFIRM, f"sit:ok:{action_id}:{nonce}"), Button(CANCEL, f"sit:no:{action_id}:{nonce}")),)
 
 
-def _preview(change: _Change, action_id: int) -> Screen:
+def _preview(change: _Change, action_id: int, nonce: str) -> Screen:
     if change.kind == "add":
         assert change.after is not None
         lines = ["<b>Add this exam window?</b>", *_fields(change.after)]
@@ -292,7 +293,7 @@ def _preview(change: _Change, action_id: int) -> Screen:
     else:
         assert change.before is not None
         lines = [f"<b>Remove exam window #{change.before.id}?</b>", *_fields(change.before)]
-    return Screen("\n".join([*lines, "", PREVIEW_FOOTER]), _keyboard(action_id))
+    return Screen("\n".join([*lines, "", PREVIEW_FOOTER]), _keyboard(action_id, nonce))
 
 
 def _done(change: _Change, stored: Sitting) -> Screen:
@@ -304,7 +305,7 @@ def _refusal(problems: list[str]) -> Reply:
     return Reply(send=[Screen(esc(NOT_QUEUED.format(problem="; ".join(problems))))])
 
 
-_PRESS = re.compile(r"^sit:(ok|no):([0-9]{1,12})$")
+_PRESS = re.compile(r"^sit:(ok|no):([0-9]{1,12}):([0-9a-f]{8})$")
 
 
 class SittingsAdmin:
@@ -349,9 +350,9 @@ class SittingsAdmin:
         match = _PRESS.match(data)
         if match is None:
             return Reply(notice=UNKNOWN_BUTTON)
-        confirmed, action_id = match.group(1) == "ok", int(match.group(2))
+        confirmed, action_id, nonce = match.group(1) == "ok", int(match.group(2)), match.group(3)
         async with self.sessions() as session, session.begin():
-            return await self._decide(session, user_id, action_id, confirmed)
+            return await self._decide(session, user_id, action_id, nonce, confirmed)
 
     async def text(self, user_id: int, text: str) -> Reply | None:
         return None  # the commands take their input inline
@@ -360,12 +361,16 @@ class SittingsAdmin:
     async def _queue(self, session: AsyncSession, user_id: int, change: _Change) -> Reply:
         await repo.lock_user(session, user_id)
         await repo.drop_admin_actions_before(session, self.now() - ACTION_TTL)
+        # The nonce goes into the buttons: SQLite can reuse a deleted action's id, and an old Confirm must not
+        # match a newer action.
+        nonce = secrets.token_hex(4)
         payload = {
             "before": _encode(change.before) if change.before else None,
             "after": _encode(change.after) if change.after else None,
+            "nonce": nonce,
         }
         action_id = await repo.add_admin_action(session, user_id, change.kind, payload)
-        return Reply(send=[_preview(change, action_id)])
+        return Reply(send=[_preview(change, action_id, nonce)])
 
     async def _queue_add(self, user_id: int, sitting: Sitting) -> Reply:
         async with self.sessions() as session, session.begin():
@@ -397,9 +402,9 @@ class SittingsAdmin:
             return await self._queue(session, user_id, _Change("remove", as_sitting(row), None))
 
     # -- confirming -------------------------------------------------------------------------------------
-    async def _decide(self, session: AsyncSession, user_id: int, action_id: int, confirmed: bool) -> Reply:
+    async def _decide(self, session: AsyncSession, user_id: int, action_id: int, nonce: str, confirmed: bool) -> Reply:
         action = await repo.get_admin_action(session, action_id)
-        if action is None:
+        if action is None or action.payload.get("nonce") != nonce:
             return Reply(notice=GONE, edit=Screen(GONE))
         if action.user_id != user_id:
             return Reply(notice=NOT_YOURS)

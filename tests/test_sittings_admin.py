@@ -148,6 +148,16 @@ async def test_the_warning_returns_when_the_next_window_is_90_days_away_or_less(
 # -- add, edit, remove with a confirm ---------------------------------------------------------------------
 
 
+async def test_a_confirm_with_the_right_id_but_an_old_nonce_changes_nothing(bot: Bot) -> None:
+    preview = await bot.dialogue.command(ADMIN, "sitting_add", ADD)
+    ok = _button(preview, "Confirm")
+    action_id = ok.split(":")[2]
+    before = await _rows(bot.sessions)
+    reply = await bot.dialogue.press(ADMIN, f"sit:ok:{action_id}:00000000")
+    assert reply.notice is not None
+    assert await _rows(bot.sessions) == before
+
+
 async def test_add_shows_a_preview_and_stores_only_on_confirm(bot: Bot) -> None:
     before = await _rows(bot.sessions)
     preview = await bot.dialogue.command(ADMIN, "sitting_add", ADD)
@@ -158,7 +168,7 @@ async def test_add_shows_a_preview_and_stores_only_on_confirm(bot: Bot) -> None:
     assert "<b>Note:</b> Pearson VUE, computer-based" in text
     assert "<b>Source:</b> https://www.dir.ca.gov/dwc/qme" in text
     ok, no = _button(preview, "Confirm"), _button(preview, "Cancel")
-    assert re.fullmatch(r"sit:ok:\d+", ok) and re.fullmatch(r"sit:no:\d+", no)
+    assert re.fullmatch(r"sit:ok:\d+:[0-9a-f]{8}", ok) and re.fullmatch(r"sit:no:\d+:[0-9a-f]{8}", no)
     assert len(ok.encode()) <= 64
     assert await _rows(bot.sessions) == before  # nothing yet
     assert await _pending(bot.sessions) == [(ADMIN, "add")]
