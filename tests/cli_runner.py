@@ -41,3 +41,20 @@ def runner(cwd: Path, prefix: tuple[str, ...] = (), **settings: str) -> Run:
         )
 
     return run
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """Standard output of a successful run (exit 0, no traceback)."""
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def user_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a user error prints on stderr (exit 1, nothing on stdout)."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("medlegal: ")
+    assert result.stdout == ""
+    return lines[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,16 @@ def make_settings(fake: FakeBotApi, database_url: str, **extra: Any) -> Settings
         telegram_base_url=fake.base_url,
         **extra,
     )
+
+
+class Clock:
+    """A settable "now" (aware, UTC) for code that takes a clock, e.g. the expiry of pending admin actions."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
 
 
 class RunningBot:

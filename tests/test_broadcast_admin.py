@@ -24,7 +24,7 @@ from db import migrate, outbox
 from db.engine import make_engine, make_session_factory
 from db.models import AdminAction, Broadcast, OutboxMessage
 from tests.fake_bot_api import FakeBotApi
-from tests.harness import RunningBot
+from tests.harness import Clock, RunningBot
 from tests.test_audience import community
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -34,14 +34,6 @@ OTHER_ADMIN = 502
 PHYSICIAN = 1  # a subscriber (tests.test_audience.community)
 CONTROL = 900  # the id Telegram gave the control message whose buttons are pressed
 MESSAGE = '<b>QME exam news</b>\nThe April window is open: <a href="https://www.dir.ca.gov/dwc/">DWC</a> &amp; more.'
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @dataclass

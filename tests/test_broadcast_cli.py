@@ -11,7 +11,6 @@ import asyncio
 import io
 import re
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ import pytest
 from bot import cli
 from db import migrate, outbox
 from db.engine import make_engine, make_session_factory
-from tests.cli_runner import COMMAND, Run, clean_env, runner
+from tests.cli_runner import COMMAND, Run, clean_env, ok, runner, user_error
 from tests.fake_bot_api import FakeBotApi
 from tests.test_audience import community
 
@@ -48,24 +47,9 @@ async def medlegal(tmp_path: Path) -> Run:
     return runner(tmp_path, ("broadcast",))
 
 
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def _error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("medlegal: ")
-    assert result.stdout == ""
-    return lines[0]
-
-
 def _status(medlegal: Run) -> list[tuple[str, ...]]:
     rows = []
-    for line in _ok(medlegal("status")).splitlines():
+    for line in ok(medlegal("status")).splitlines():
         match = STATUS.match(line)
         assert match, f"not a status line: {line!r}"
         rows.append(match.groups())
@@ -80,23 +64,23 @@ def test_help(medlegal: Run) -> None:
 
 
 def test_dry_run_prints_the_count_and_the_preview_and_queues_nothing(medlegal: Run) -> None:
-    out = _ok(medlegal("news.html", "--audience", "qme", "--dry-run"))
+    out = ok(medlegal("news.html", "--audience", "qme", "--dry-run"))
     assert out == (
         "2 recipients, audience qme (QME track); dry run: nothing queued\n\n"
         "QME exam news\nThe April window is open & filling up: apply early.\n"
     )
-    out = _ok(medlegal("-", "--audience", "specialty:pmr", "--dry-run", stdin=MESSAGE))
+    out = ok(medlegal("-", "--audience", "specialty:pmr", "--dry-run", stdin=MESSAGE))
     assert out.startswith("1 recipient, audience specialty:pmr (Specialty: PM&R); dry run")
     result = medlegal("status")
     assert result.stdout == "" and result.stderr.strip() == "no broadcasts yet"
 
 
 def test_queue_then_status(medlegal: Run) -> None:
-    out = _ok(medlegal("news.html"))
+    out = ok(medlegal("news.html"))
     assert out == "queued broadcast #1 to 5 recipients, audience all (All subscribers)\n"
-    out = _ok(medlegal(stdin=MESSAGE, env={}))  # no FILE: standard input
+    out = ok(medlegal(stdin=MESSAGE, env={}))  # no FILE: standard input
     assert out == "queued broadcast #2 to 5 recipients, audience all (All subscribers)\n"
-    out = _ok(medlegal("-", "--audience", "CA", stdin=MESSAGE))
+    out = ok(medlegal("-", "--audience", "CA", stdin=MESSAGE))
     assert out == "queued broadcast #3 to 2 recipients, audience ca (California-licensed)\n"
     rows = _status(medlegal)
     assert [(r[0], r[2], r[3:]) for r in rows] == [  # the newest first
@@ -122,7 +106,7 @@ def test_queue_then_status(medlegal: Run) -> None:
     ids=["unclosed", "div", "line", "empty", "no-file", "audience", "specialty", "source", "nobody"],
 )
 def test_errors_are_one_line_exit_1_and_queue_nothing(medlegal: Run, args: list[str], stdin: str, says: str) -> None:
-    assert says in _error(medlegal(*args, stdin=stdin))
+    assert says in user_error(medlegal(*args, stdin=stdin))
     assert _status(medlegal) == []
 
 

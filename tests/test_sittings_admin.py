@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from db import migrate
 from db.engine import make_engine, make_session_factory
 from db.models import AdminAction, ExamSitting
 from tests.fake_bot_api import FakeBotApi
-from tests.harness import RunningBot
+from tests.harness import Clock, RunningBot
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -35,16 +35,6 @@ PHYSICIAN = 777
 TODAY = date(2026, 12, 1)
 SEEDED = 3  # flows/data/sittings.toml: all in the past
 ADD = "2027-04-05 2027-04-11 2027-02-19 | Pearson VUE, computer-based | https://www.dir.ca.gov/dwc/qme"
-
-
-class Clock:
-    """A settable "now" for the one-hour expiry of pending actions."""
-
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @dataclass

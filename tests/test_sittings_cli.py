@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
-from tests.cli_runner import Run, runner
+from tests.cli_runner import Run, ok, runner, user_error
 
 TODAY = "2026-12-01"
 LINE = re.compile(r"^(\d+)  (\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)  deadline (\d{4}-\d\d-\d\d|-)(?:  (.+))?$")
@@ -49,28 +48,12 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     return run
 
 
-def _one_error(result: tuple[int, str, str]) -> str:
+def _oneuser_error(result: tuple[int, str, str]) -> str:
     code, out, err = result
     assert code == 1, out + err
     assert out == "" and len(err.splitlines()) == 1, err
     assert err.startswith("medlegal: ")
     return err.strip()
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def _error(result: subprocess.CompletedProcess[str]) -> str:
-    """The one line a user error prints on stderr (exit 1, nothing on stdout)."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("medlegal: ")
-    assert result.stdout == ""
-    return lines[0]
 
 
 def _windows(stdout: str) -> list[tuple[str, ...]]:
@@ -83,7 +66,7 @@ def _windows(stdout: str) -> list[tuple[str, ...]]:
 
 
 def _add(medlegal: Run, *extra: str) -> str:
-    return _ok(medlegal("add", "--first", "2027-04-05", "--last", "2027-04-11", *extra))
+    return ok(medlegal("add", "--first", "2027-04-05", "--last", "2027-04-11", *extra))
 
 
 # -- usage ------------------------------------------------------------------------------------------------
@@ -119,7 +102,7 @@ def test_bad_usage_exits_2(medlegal: Run, args: list[str]) -> None:
 
 def test_list_on_a_new_database_shows_the_seed_and_the_hint(medlegal: Run) -> None:
     result = medlegal("list")
-    rows = _windows(_ok(result))
+    rows = _windows(ok(result))
     assert len(rows) == SEEDED
     assert rows[-1][1:4] == ("2024-04-06", "2024-04-12", "-")
     assert "Pearson VUE" in rows[-1][4]
@@ -132,27 +115,27 @@ def test_add_edit_remove(medlegal: Run, tmp_path: Path) -> None:
     out = _add(medlegal, "--deadline", "2027-02-19", "--note", "Pearson VUE,  computer-based", "--source", "https://x")
     assert out == f"added {new}  2027-04-05..2027-04-11  deadline 2027-02-19  Pearson VUE, computer-based\n"
     listed = medlegal("list")
-    assert _windows(_ok(listed))[-1] == (new, "2027-04-05", "2027-04-11", "2027-02-19", "Pearson VUE, computer-based")
+    assert _windows(ok(listed))[-1] == (new, "2027-04-05", "2027-04-11", "2027-02-19", "Pearson VUE, computer-based")
     assert listed.stderr == ""  # the new window starts 125 days after today
 
-    out = _ok(medlegal("edit", new, "--last", "2027-04-12", "--no-deadline", "--note", "8 days"))
+    out = ok(medlegal("edit", new, "--last", "2027-04-12", "--no-deadline", "--note", "8 days"))
     assert out == f"updated {new}  2027-04-05..2027-04-12  deadline -  8 days\n"
-    assert _windows(_ok(medlegal("list")))[-1] == (new, "2027-04-05", "2027-04-12", "-", "8 days")
+    assert _windows(ok(medlegal("list")))[-1] == (new, "2027-04-05", "2027-04-12", "-", "8 days")
 
-    assert _ok(medlegal("remove", new)) == f"removed {new}  2027-04-05..2027-04-12  deadline -  8 days\n"
-    assert len(_windows(_ok(medlegal("list")))) == SEEDED
+    assert ok(medlegal("remove", new)) == f"removed {new}  2027-04-05..2027-04-12  deadline -  8 days\n"
+    assert len(_windows(ok(medlegal("list")))) == SEEDED
 
 
 def test_errors_are_one_line_and_exit_1(medlegal: Run) -> None:
-    assert "'2027-13-05' is not a date; use YYYY-MM-DD" in _error(
+    assert "'2027-13-05' is not a date; use YYYY-MM-DD" in user_error(
         medlegal("add", "--first", "2027-13-05", "--last", "2027-04-11")
     )
-    assert f"the window must start after today ({TODAY})" in _error(
+    assert f"the window must start after today ({TODAY})" in user_error(
         medlegal("add", "--first", "2026-11-20", "--last", "2026-11-25")
     )
-    assert "there is no exam window with id 99" in _error(medlegal("edit", "99", "--note", "x"))
-    assert "there is no exam window with id 99" in _error(medlegal("remove", "99"))
-    assert len(_windows(_ok(medlegal("list")))) == SEEDED
+    assert "there is no exam window with id 99" in user_error(medlegal("edit", "99", "--note", "x"))
+    assert "there is no exam window with id 99" in user_error(medlegal("remove", "99"))
+    assert len(_windows(ok(medlegal("list")))) == SEEDED
 
 
 def test_medlegal_today_and_the_90_day_hint(medlegal: Run) -> None:
@@ -160,21 +143,21 @@ def test_medlegal_today_and_the_90_day_hint(medlegal: Run) -> None:
     assert medlegal("list", env={"MEDLEGAL_TODAY": "2027-01-04"}).stderr == ""  # 91 days ahead
     assert medlegal("list", env={"MEDLEGAL_TODAY": "2027-01-05"}).stderr.strip() == HINT  # 90 days ahead
     late = medlegal("add", "--first", "2027-04-20", "--last", "2027-04-21", env={"MEDLEGAL_TODAY": "2027-05-01"})
-    assert "start after today (2027-05-01)" in _error(late)
+    assert "start after today (2027-05-01)" in user_error(late)
 
 
 def test_chat_admin_adds_a_window_and_a_physician_is_refused(medlegal: Run) -> None:
     add = "/sitting_add 2027-04-05 2027-04-11 2027-02-19 | Pearson VUE | https://www.dir.ca.gov/\n"
     admin = medlegal("chat", "--admin", stdin=f"/sittings\n{add}1\n")
-    out = _ok(admin)
+    out = ok(admin)
     assert "The calendar needs updating." in out
     assert "Add this exam window?" in out and "1) ✅ Confirm" in out
     assert f"Added exam window #{SEEDED + 1}" in out
 
-    physician = _ok(medlegal("chat", "--user", "9", stdin=f"{add}/sitting_remove 1\n/sittings\n"))
+    physician = ok(medlegal("chat", "--user", "9", stdin=f"{add}/sitting_remove 1\n/sittings\n"))
     assert physician.count("Sorry, the exam calendar is kept by the community admins") == 3
     assert "Add this exam window?" not in physician
-    assert len(_windows(_ok(medlegal("list")))) == SEEDED + 1
+    assert len(_windows(ok(medlegal("list")))) == SEEDED + 1
 
 
 # -- the rules, in-process --------------------------------------------------------------------------------
@@ -204,19 +187,19 @@ def test_add_migrates_a_new_database_first(cli: InProcess, tmp_path: Path) -> No
     ids=["not-a-date", "us-date", "past", "today", "last-before-first", "too-long", "deadline", "note", "source"],
 )
 def test_add_rejects_bad_input(cli: InProcess, args: list[str], says: str) -> None:
-    assert says in _one_error(cli("add", *args))
+    assert says in _oneuser_error(cli("add", *args))
     assert len(_windows(cli("list")[1])) == SEEDED
 
 
 def test_add_reports_every_problem_on_the_one_line(cli: InProcess) -> None:
-    line = _one_error(cli("add", "--first", "2026-11-05", "--last", "2026-11-01", "--deadline", "2026-12-19"))
+    line = _oneuser_error(cli("add", "--first", "2026-11-05", "--last", "2026-11-01", "--deadline", "2026-12-19"))
     assert "start after today" in line and "last day is before" in line and "deadline must be before" in line
 
 
 def test_add_refuses_a_duplicate_window(cli: InProcess) -> None:
     assert cli("add", "--first", "2027-04-05", "--last", "2027-04-11")[0] == 0
     again = cli("add", "--first", "2027-04-05", "--last", "2027-04-11", "--note", "again")
-    assert f"window #{SEEDED + 1} already has these dates" in _one_error(again)
+    assert f"window #{SEEDED + 1} already has these dates" in _oneuser_error(again)
 
 
 def test_edit_changes_only_the_given_fields(cli: InProcess) -> None:
@@ -232,7 +215,7 @@ def test_edit_changes_only_the_given_fields(cli: InProcess) -> None:
 def test_edit_may_fix_the_note_of_a_past_window_but_not_its_dates(cli: InProcess) -> None:
     code, out, _ = cli("edit", "1", "--note", "Single-day paper exam")
     assert code == 0 and out.startswith("updated 1  2014-04-12..2014-04-12") and out.endswith("paper exam\n")
-    assert "start after today" in _one_error(cli("edit", "1", "--first", "2014-04-11"))
+    assert "start after today" in _oneuser_error(cli("edit", "1", "--first", "2014-04-11"))
 
 
 @pytest.mark.parametrize(
@@ -250,12 +233,12 @@ def test_edit_may_fix_the_note_of_a_past_window_but_not_its_dates(cli: InProcess
 def test_edit_rejects_bad_input(cli: InProcess, args: list[str], says: str) -> None:
     cli("add", "--first", "2027-04-05", "--last", "2027-04-11")
     before = cli("list")[1]
-    assert says in _one_error(cli("edit", *args))
+    assert says in _oneuser_error(cli("edit", *args))
     assert cli("list")[1] == before
 
 
 def test_remove_takes_past_windows_too(cli: InProcess) -> None:
     code, out, _ = cli("remove", "1")
     assert code == 0 and out.startswith("removed 1  2014-04-12..2014-04-12")
-    assert "no exam window with id 1" in _one_error(cli("remove", "1"))
+    assert "no exam window with id 1" in _oneuser_error(cli("remove", "1"))
     assert [r[0] for r in _windows(cli("list")[1])] == ["2", "3"]
