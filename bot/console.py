@@ -57,7 +57,7 @@ class ConsoleChat:
         self._print()
 
     def show(self, reply: Reply) -> None:
-        screens = ([reply.edit] if reply.edit else []) + reply.send
+        screens = reply.screens()
         if reply.notice and not any(reply.notice in screen.text for screen in screens):
             self._print(f"({reply.notice})")
         if reply.edit is not None:

@@ -396,7 +396,7 @@ class Dialogue:
         except FlowError as exc:
             return Reply(send=[self._question_screen(state, flow.turn, nudge=str(exc))])
         reply = await self._advance(session, user_id, flow, state, moved, question.key)
-        return Reply(send=([reply.edit] if reply.edit else []) + reply.send)
+        return Reply(send=reply.screens())
 
     def _match(self, question: Question, state: FlowState, text: str) -> Answer | None:
         """A typed answer that names an option (its label or key); several, comma-separated, for multi-choice."""

@@ -44,6 +44,10 @@ class Reply:
     send: list[Screen] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
 
+    def screens(self) -> list[Screen]:
+        """Every message shown, in order: the edited one first, then the new ones."""
+        return ([self.edit] if self.edit is not None else []) + list(self.send)
+
 
 PRESSED_MESSAGE: ContextVar[int | None] = ContextVar("pressed_message", default=None)
 """The id of the message whose button is being handled, set by the transport around `Dialogue.press` (None in the

@@ -69,7 +69,7 @@ async def press(bot: Bot, user_id: int, data: str, message_id: int = CONTROL) ->
 
 
 def _screens(reply: Reply) -> list[Screen]:
-    return ([reply.edit] if reply.edit is not None else []) + list(reply.send)
+    return reply.screens()
 
 
 def _text(reply: Reply) -> str:

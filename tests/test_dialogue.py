@@ -40,7 +40,7 @@ async def dialogue(sqlite_url: str) -> AsyncIterator[Dialogue]:
 
 
 def _screens(reply: Reply) -> list[Screen]:
-    return ([reply.edit] if reply.edit else []) + reply.send
+    return reply.screens()
 
 
 def _last_keyboard(reply: Reply) -> Screen:

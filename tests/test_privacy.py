@@ -61,7 +61,7 @@ _MARKS = re.compile(r"^[^\w]+")
 
 
 def _screens(reply: Reply) -> list[Screen]:
-    return ([reply.edit] if reply.edit is not None else []) + list(reply.send)
+    return reply.screens()
 
 
 def _button(reply: Reply, label: str, prefix: str = "") -> str:

@@ -32,7 +32,7 @@ def _settings() -> Settings:
 async def _finish(dialogue: Dialogue, user: int, answers: Answers) -> None:
     reply = await dialogue.command(user, "start")
     for value in answers:
-        screen = [s for s in ([reply.edit] if reply.edit else []) + reply.send if s.keyboard][-1]
+        screen = [s for s in reply.screens() if s.keyboard][-1]
         press = parse_press(screen.buttons()[0].data)
         assert press is not None
         key = press.args[0]

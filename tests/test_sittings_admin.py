@@ -62,7 +62,7 @@ async def bot(sqlite_url: str) -> AsyncIterator[Bot]:
 
 
 def _screens(reply: Reply) -> list[Screen]:
-    return ([reply.edit] if reply.edit is not None else []) + list(reply.send)
+    return reply.screens()
 
 
 def _text(reply: Reply) -> str:
