@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.dialogue import Dialogue, parse_press
+from bot.dialogue import Dialogue
 from db import migrate
 from db.engine import make_engine, make_session_factory
 from flows.engine import FlowEngine
 from tests.fake_bot_api import FakeBotApi, FakeUser
-from tests.harness import RunningBot
+from tests.harness import RunningBot, answer_data
 
 PERSONA: list[str | tuple[str, ...]] = [
     "md", "active", ("none",), "certified", "established", "third_plus", "ortho", "predictable", "10to20",
@@ -61,15 +61,7 @@ async def bench_dialogue(url: str, physicians: int) -> None:
     for user in range(1, physicians + 1):
         reply = await dialogue.command(user, "start")
         for value in PERSONA:
-            screen = [s for s in reply.send if s.keyboard][-1]
-            press = parse_press(screen.buttons()[0].data)
-            assert press is not None
-            key = press.args[0]
-            data = (
-                f"m:{press.turn}:{key}:{'+'.join(value)}"
-                if isinstance(value, tuple)
-                else f"a:{press.turn}:{key}:{value}"
-            )
+            data = answer_data(reply, value)
             t0 = time.perf_counter()
             reply = await dialogue.press(user, data)
             latencies.append(time.perf_counter() - t0)

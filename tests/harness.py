@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_application
+from bot.dialogue import Dialogue, Reply, parse_press
 from bot.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
@@ -23,6 +25,24 @@ def make_settings(fake: FakeBotApi, database_url: str, **extra: Any) -> Settings
         telegram_base_url=fake.base_url,
         **extra,
     )
+
+
+def answer_data(reply: Reply, value: str | tuple[str, ...]) -> str:
+    """The callback data that answers the question on the reply's last keyboard with `value` (several option keys
+    for a multi-choice question), as a tap (or the console's "1,3") would."""
+    screen = [s for s in reply.screens() if s.keyboard][-1]
+    press = parse_press(screen.buttons()[0].data)
+    assert press is not None, screen.text
+    key = press.args[0]
+    return f"m:{press.turn}:{key}:{'+'.join(value)}" if isinstance(value, tuple) else f"a:{press.turn}:{key}:{value}"
+
+
+async def answer_all(dialogue: Dialogue, user: int, answers: Sequence[str | tuple[str, ...]]) -> Reply:
+    """/start, then answer every question in order; returns the last reply."""
+    reply = await dialogue.command(user, "start")
+    for value in answers:
+        reply = await dialogue.press(user, answer_data(reply, value))
+    return reply
 
 
 class Clock:

@@ -11,6 +11,7 @@ from bot import texts
 from bot.dialogue import Dialogue, Reply, Screen, parse_press
 from db import migrate
 from db.engine import make_engine, make_session_factory
+from tests.harness import answer_all
 
 CA_ORTHO: list[str | tuple[str, ...]] = [
     "md",
@@ -54,20 +55,8 @@ def _data(screen: Screen, startswith: str) -> str:
     raise AssertionError(f"no button {startswith!r} in {[b.label for b in screen.buttons()]}")
 
 
-async def _answer_all(dialogue: Dialogue, user: int, answers: list[str | tuple[str, ...]]) -> Reply:
-    reply = await dialogue.command(user, "start")
-    for value in answers:
-        screen = _last_keyboard(reply)
-        turn = parse_press(screen.buttons()[0].data)
-        assert turn is not None
-        key = turn.args[0]
-        data = f"m:{turn.turn}:{key}:{'+'.join(value)}" if isinstance(value, tuple) else f"a:{turn.turn}:{key}:{value}"
-        reply = await dialogue.press(user, data)
-    return reply
-
-
 async def test_completed_flow_then_start_shows_the_recommendation_again(dialogue: Dialogue) -> None:
-    reply = await _answer_all(dialogue, 7, CA_ORTHO)
+    reply = await answer_all(dialogue, 7, CA_ORTHO)
     assert "Recommendation: California QME" in reply.send[-1].text
     again = await dialogue.command(7, "start")
     assert again.send[0].text == texts.WELCOME_BACK
@@ -75,7 +64,7 @@ async def test_completed_flow_then_start_shows_the_recommendation_again(dialogue
 
 
 async def test_editing_an_answer_that_changes_the_path_says_so(dialogue: Dialogue) -> None:
-    reply = await _answer_all(dialogue, 8, CA_ORTHO)
+    reply = await answer_all(dialogue, 8, CA_ORTHO)
     summary = (await dialogue.press(8, _data(reply.send[-1], "s:"))).send[0]
     edit = await dialogue.press(8, _data(summary, "Tolerance for regulation"))
     assert edit.edit is not None and "regulation, strict deadlines" in edit.edit.text
@@ -94,14 +83,14 @@ async def test_editing_an_answer_that_changes_the_path_says_so(dialogue: Dialogu
 
 
 async def test_text_after_completion_points_to_the_buttons(dialogue: Dialogue) -> None:
-    await _answer_all(dialogue, 9, CA_ORTHO)
+    await answer_all(dialogue, 9, CA_ORTHO)
     reply = await dialogue.text(9, "thanks!")
     assert reply.send[0].text == texts.NO_FLOW_DONE
     assert "Recommendation" in reply.send[1].text
 
 
 async def test_typed_multi_choice_labels_answer_the_question(dialogue: Dialogue) -> None:
-    await _answer_all(dialogue, 10, ["md", "willing"])
+    await answer_all(dialogue, 10, ["md", "willing"])
     reply = await dialogue.text(10, "None, Texas")
     assert "can't be combined" in reply.send[0].text
     reply = await dialogue.text(10, "Nevada, texas")
@@ -109,7 +98,7 @@ async def test_typed_multi_choice_labels_answer_the_question(dialogue: Dialogue)
 
 
 async def test_a_toggle_updates_the_keyboard_in_place_and_done_needs_a_choice(dialogue: Dialogue) -> None:
-    reply = await _answer_all(dialogue, 11, ["md", "active"])
+    reply = await answer_all(dialogue, 11, ["md", "active"])
     screen = _last_keyboard(reply)
     done = await dialogue.press(11, _data(screen, "d:"))
     assert done.notice is not None and "at least one" in done.notice

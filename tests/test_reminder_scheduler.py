@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.dialogue import Dialogue, parse_press
+from bot.dialogue import Dialogue
 from bot.reminder_scheduler import ReminderScheduler
 from bot.settings import Settings
 from db import outbox
 from db import repository as repo
 from db.models import OutboxMessage
+from tests.harness import answer_all
 
 LA = ZoneInfo("America/Los_Angeles")
 NOW = datetime(2026, 11, 29, 12, tzinfo=LA)
@@ -30,16 +31,7 @@ def _settings() -> Settings:
 
 
 async def _finish(dialogue: Dialogue, user: int, answers: Answers) -> None:
-    reply = await dialogue.command(user, "start")
-    for value in answers:
-        screen = [s for s in reply.screens() if s.keyboard][-1]
-        press = parse_press(screen.buttons()[0].data)
-        assert press is not None
-        key = press.args[0]
-        data = (
-            f"m:{press.turn}:{key}:{'+'.join(value)}" if isinstance(value, tuple) else f"a:{press.turn}:{key}:{value}"
-        )
-        reply = await dialogue.press(user, data)
+    reply = await answer_all(dialogue, user, answers)
     assert "Recommendation" in reply.send[-1].text
 
 
