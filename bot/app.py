@@ -14,6 +14,7 @@ from telegram import BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
 from bot import handlers, texts
+from bot.aiohttp_request import AiohttpRequest
 from bot.rate_limit import BotRateLimiter
 from bot.reminder_scheduler import ReminderScheduler
 from bot.sender import OutboxSender
@@ -66,7 +67,13 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
             await db_engine.dispose()
 
     limiter = BotRateLimiter(settings.rate_limit, settings.chat_rate_limit, engine=db_engine)
-    builder = ApplicationBuilder().token(settings.bot_token.get_secret_value()).rate_limiter(limiter)
+    builder = (
+        ApplicationBuilder()
+        .token(settings.bot_token.get_secret_value())
+        .rate_limiter(limiter)
+        .request(AiohttpRequest())
+        .get_updates_request(AiohttpRequest(connection_pool_size=1))
+    )
     if settings.telegram_base_url:
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
     app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
