@@ -141,6 +141,7 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int) -> No
         sessions = make_session_factory(engine)
         sender = OutboxSender(app.bot, sessions, settings, max_lanes=max_lanes)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         task = asyncio.create_task(sender.run_forever())
         try:
             while True:
@@ -156,6 +157,7 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int) -> No
             await app.shutdown()
             await engine.dispose()
         wall = time.perf_counter() - started
+        cpu_ms = (time.process_time() - cpu_started) * 1000 / max(1, recipients)
         report = await fake.report()
     achieved = (report["sent"] - 1) / (report["last"] - report["first"]) if report["sent"] > 1 else 0.0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -163,7 +165,8 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int) -> No
     print(
         f"limit {rate:>5}/s: {report['sent']:>6} sent in {wall:6.1f} s, achieved {achieved:8.1f}/s = "
         f"{achieved / rate:6.1%} of the limit, 429s {report['violations']}, "
-        f"exactly once {'yes' if exact else 'NO'} (outbox: {counts}), peak RSS {peak_mb:.0f} MB",
+        f"exactly once {'yes' if exact else 'NO'} (outbox: {counts}), peak RSS {peak_mb:.0f} MB, "
+        f"bot CPU {cpu_ms:.2f} ms a message",
         flush=True,
     )
 

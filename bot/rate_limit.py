@@ -15,8 +15,8 @@ chat, and a 429 during a broadcast stalls it for the time Telegram asks. So mess
   chat, and delaying every next question by a second would make the bot feel broken. Per-chat windows live in
   each process's memory (a chat's updates and its queued messages rarely meet in two processes at once).
 * Priority: a request without `rate_limit_args` is a reply and takes the next slot at once; bulk requests
-  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most one slot ahead, so a reply waits at
-  most about one slot interval, in this process or any other.
+  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms, or one slot
+  when slots are longer) ahead, so a reply waits at most that long, in this process or any other.
 * On `RetryAfter` every process's bulk sending pauses for the time asked (`paused_until`); the bulk request's
   error goes back to its caller (the sender reschedules the row), while a reply is retried after the pause, as
   PTB's own limiter does, a bounded number of times.
@@ -53,6 +53,10 @@ MARGIN = 0.02
 """Slots are 2% longer than 1/limit: 98% of the limit at most, with 20 ms of jitter tolerated per second."""
 LATE = 0.005
 """Seconds after its slot beyond which a message counts as late (see `BotRateLimiter._until`)."""
+BULK_AHEAD = 0.02
+"""How far ahead (seconds, at least one slot) bulk requests may reserve slots: a reply waits at most this long
+behind a broadcast, and at high rates the lanes keep enough slots in hand that a late event-loop turn does not
+leave a slot unused (one slot ahead is 1 ms at 1,000/s, less than one turn of a busy loop)."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -104,8 +108,9 @@ class Schedule(Protocol):
 class MemorySchedule:
     """The schedule in this process's memory (SQLite: one bot process)."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic, ahead: float = 0.0) -> None:
         self.interval = interval
+        self.ahead = max(interval, ahead)
         self.clock = clock
         self.next_at = 0.0
         self.paused_until = 0.0
@@ -113,7 +118,7 @@ class MemorySchedule:
     async def reserve(self, bulk: bool) -> tuple[float | None, float]:
         now = self.clock()
         if bulk:
-            wait = max(self.next_at - self.interval - now, self.paused_until - now)
+            wait = max(self.next_at - self.ahead - now, self.paused_until - now)
             if wait > 0:
                 return None, wait
         slot = max(self.next_at, now)
@@ -134,11 +139,12 @@ _RESERVE = """
 UPDATE send_rate AS r SET next_at = GREATEST(r.next_at, c.now) + make_interval(secs => :iv)
 FROM (SELECT clock_timestamp() AS now) AS c
 WHERE r.id = 1 {bulk}
-RETURNING CAST(EXTRACT(EPOCH FROM (r.next_at - c.now)) AS double precision) - :iv
+RETURNING CAST(EXTRACT(EPOCH FROM (r.next_at - c.now)) AS double precision) - :iv,
+          CAST(EXTRACT(EPOCH FROM r.next_at) AS double precision) - :iv
 """
-_BULK_ONLY = "AND r.next_at <= c.now + make_interval(secs => :iv) AND r.paused_until <= c.now"
+_BULK_ONLY = "AND r.next_at <= c.now + make_interval(secs => :ahead) AND r.paused_until <= c.now"
 _WAIT = """
-SELECT CAST(GREATEST(EXTRACT(EPOCH FROM next_at - clock_timestamp()) - :iv,
+SELECT CAST(GREATEST(EXTRACT(EPOCH FROM next_at - clock_timestamp()) - :ahead,
                      EXTRACT(EPOCH FROM paused_until - clock_timestamp())) AS double precision)
 FROM send_rate WHERE id = 1
 """
@@ -164,13 +170,16 @@ class DatabaseSchedule:
     reply still goes out, and returns to the shared row when the database answers again.
     """
 
-    def __init__(self, engine: AsyncEngine, interval: float) -> None:
+    def __init__(self, engine: AsyncEngine, interval: float, ahead: float = 0.0) -> None:
         self.engine = engine
         self.interval = interval
-        self.fallback = MemorySchedule(interval)
+        self.ahead = max(interval, ahead)
+        self.fallback = MemorySchedule(interval, ahead=ahead)
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()
         self._failing_since: float | None = None
+        self.last_slot: float | None = None
+        """The last slot this process reserved, in seconds since the epoch on the database's clock."""
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:
@@ -189,7 +198,10 @@ class DatabaseSchedule:
             conn = await self._connection()
             try:
                 result = await conn.execute(text(sql), params)
-                value = result.scalar() if result.returns_rows else None
+                row = result.first() if result.returns_rows else None
+                value = None if row is None else row[0]
+                if row is not None and len(row) > 1:
+                    self.last_slot = float(row[1])
             except BaseException:
                 self._conn = None
                 with contextlib.suppress(Exception):
@@ -207,10 +219,13 @@ class DatabaseSchedule:
 
     async def reserve(self, bulk: bool) -> tuple[float | None, float]:
         try:
-            delay = await self._run(_RESERVE.format(bulk=_BULK_ONLY if bulk else ""), iv=self.interval)
+            if bulk:
+                delay = await self._run(_RESERVE.format(bulk=_BULK_ONLY), iv=self.interval, ahead=self.ahead)
+            else:
+                delay = await self._run(_RESERVE.format(bulk=""), iv=self.interval)
             if delay is not None:
                 return delay, 0.0
-            wait = await self._run(_WAIT, iv=self.interval)
+            wait = await self._run(_WAIT, ahead=self.ahead)
             return None, max(wait or 0.0, 0.0005)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
@@ -284,9 +299,9 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         self.interval = (1.0 + margin) / self.rate_limit
         self.max_retries = max_retries
         self.schedule: Schedule = (
-            DatabaseSchedule(engine, self.interval)
+            DatabaseSchedule(engine, self.interval, ahead=BULK_AHEAD)
             if engine is not None and engine.dialect.name == "postgresql"
-            else MemorySchedule(self.interval)
+            else MemorySchedule(self.interval, ahead=BULK_AHEAD)
         )
         self.chats = ChatWindows(chat_rate_limit)
         self._bulk_lock = asyncio.Lock()
