@@ -37,7 +37,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,7 +124,8 @@ Work = Callable[[AsyncSession], Awaitable[object]]
 
 @dataclass
 class _Write:
-    work: Work
+    work: Work | None = None
+    resolutions: list[outbox.Resolution] = field(default_factory=list)
     done: bool = False
     error: BaseException | None = None
 
@@ -133,8 +134,9 @@ class _Writer:
     """One writer at a time in this process, with group commit.
 
     A lane hands in its result and waits until it is committed; results that arrive while a commit runs go
-    together in the next one. Claims take the same turn. If a group fails, each result is retried on its own,
-    so one bad result cannot hold back (and later duplicate) the messages recorded beside it.
+    together in the next one, their row updates in one executemany. Claims take the same turn. If a group fails,
+    each result is retried on its own, so one bad result cannot hold back (and later duplicate) the messages
+    recorded beside it.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -142,8 +144,8 @@ class _Writer:
         self.lock = asyncio.Lock()
         self.pending: list[_Write] = []
 
-    async def write(self, work: Work) -> None:
-        op = _Write(work)
+    async def write(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> None:
+        op = _Write(work, list(resolutions))
         self.pending.append(op)
         async with self.lock:
             if not op.done:
@@ -155,20 +157,32 @@ class _Writer:
     async def _commit(self, group: list[_Write]) -> None:
         try:
             async with self.sessions() as session, session.begin():
-                for op in group:
-                    await op.work(session)
+                await self._apply(session, group)
         except Exception:
             if len(group) == 1:
                 raise
             for op in group:
                 try:
                     async with self.sessions() as session, session.begin():
-                        await op.work(session)
+                        await self._apply(session, [op])
                 except Exception as exc:
                     op.error = exc
         finally:
             for op in group:
                 op.done = True
+
+    @staticmethod
+    async def _apply(session: AsyncSession, group: list[_Write]) -> None:
+        resolutions = [r for op in group for r in op.resolutions]
+        if resolutions:
+            held = await outbox.resolve_all(session, resolutions)
+            if held is not None and held < len(resolutions):
+                log.warning(
+                    "%d outbox rows were claimed again before their result was recorded", len(resolutions) - held
+                )
+        for op in group:
+            if op.work is not None:
+                await op.work(session)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -327,12 +341,7 @@ class OutboxSender:
         if not rows:
             return
         resume = self.clock() + timedelta(seconds=max(0.0, self._paused_until - time.monotonic()))
-
-        async def work(session: AsyncSession) -> None:
-            for row in rows:
-                await outbox.put_back(session, row, resume)
-
-        await self._writer.write(work)
+        await self._writer.write(resolutions=[outbox.back(row, resume) for row in rows])
 
     async def _prepare(self, session: AsyncSession, rows: list[OutboxMessage]) -> list[_Delivery]:
         """Skip what must not go out any more (in the claim's transaction) and pair the rest with their text."""
@@ -345,17 +354,20 @@ class OutboxSender:
         # Reminders and every broadcast audience (db.audience) are drawn from active subscribers.
         unsubscribed = await outbox.unsubscribed(session, {r.user_id for r in rows})
         deliveries: list[_Delivery] = []
+        skips: list[outbox.Resolution] = []
         for row in rows:
             broadcast = broadcasts.get(row.broadcast_id) if row.broadcast_id is not None else None
             text = row.text if row.text is not None else (broadcast.text if broadcast is not None else None)
             if broadcast is not None and broadcast.status == "cancelled":
-                await outbox.mark_skipped(session, row, "cancelled")
+                skips.append(outbox.skipped(row, "cancelled"))
             elif row.user_id in unsubscribed:
-                await outbox.mark_skipped(session, row, "unsubscribed")
+                skips.append(outbox.skipped(row, "unsubscribed"))
             elif not text:
-                await outbox.mark_skipped(session, row, "nothing to send")
+                skips.append(outbox.skipped(row, "nothing to send"))
             else:
                 deliveries.append(_Delivery(row, text, keyboard(row.buttons)))
+        if skips:
+            await outbox.resolve_all(session, skips)
         return deliveries
 
     async def _deliver_all(self, deliveries: list[_Delivery], halfway: Callable[[], None] | None = None) -> None:
@@ -402,7 +414,7 @@ class OutboxSender:
         except RetryAfter as exc:
             seconds = retry_seconds(exc)
             self.pause(seconds)
-            await self._record(outbox.put_back, row, self.clock() + timedelta(seconds=seconds))
+            await self._record(outbox.back(row, self.clock() + timedelta(seconds=seconds)))
             return True
         except Forbidden as exc:
             await self._gone(row, exc)
@@ -411,25 +423,21 @@ class OutboxSender:
                 await self._gone(row, exc)
             else:  # Telegram refused this message; sending it again would be refused again
                 self.failed += 1
-                await self._record(outbox.mark_failed, row, _describe(exc))
+                await self._record(outbox.failed(row, _describe(exc)))
         except ChatMigrated as exc:
             self.failed += 1
-            await self._record(outbox.mark_failed, row, _describe(exc))
+            await self._record(outbox.failed(row, _describe(exc)))
         except (NetworkError, TelegramError) as exc:  # timeouts, 5xx, connection trouble: try again later
             await self._transient(row, exc)
         else:
             self.sent += 1
-            await self._record(outbox.mark_sent, row, message.message_id, self.clock())
+            await self._record(outbox.sent(row, message.message_id, self.clock()))
         took = time.monotonic() - started - BULK_WAITED.get()
         self.cycle = took if not self.cycle else 0.9 * self.cycle + 0.1 * took
         return False
 
-    async def _record(self, resolve: Callable[..., Awaitable[bool]], row: OutboxMessage, *args: Any) -> None:
-        async def work(session: AsyncSession) -> None:
-            if not await resolve(session, row, *args):
-                log.warning("outbox row %d was claimed again before its result was recorded", row.id)
-
-        await self._writer.write(work)
+    async def _record(self, resolution: outbox.Resolution) -> None:
+        await self._writer.write(resolutions=[resolution])
 
     async def _gone(self, row: OutboxMessage, exc: TelegramError) -> None:
         """Blocked, or the chat is gone: failed for good and unsubscribed, so nothing is queued for it again."""
@@ -445,11 +453,11 @@ class OutboxSender:
         reason = _describe(exc)
         if row.attempts >= self.max_attempts:
             self.failed += 1
-            await self._record(outbox.mark_failed, row, f"gave up after {row.attempts} attempts: {reason}")
+            await self._record(outbox.failed(row, f"gave up after {row.attempts} attempts: {reason}"))
             return
         delay = min(self.backoff * 2 ** (row.attempts - 1), 600.0)
         log.info("outbox row %d: %s; retrying in %.0f s", row.id, reason, delay)
-        await self._record(outbox.retry_later, row, self.clock() + timedelta(seconds=delay), reason)
+        await self._record(outbox.retry(row, self.clock() + timedelta(seconds=delay), reason))
 
     # -- the admin's view ---------------------------------------------------------------------------------
 

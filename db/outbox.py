@@ -12,6 +12,7 @@ Datetimes are stored in UTC; SQLite returns them naive, which `as_utc` turns bac
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -235,41 +236,90 @@ def _resolve_statement(columns: tuple[str, ...], uncount: bool) -> Update:
     return stmt
 
 
-async def _resolve(session: AsyncSession, row: OutboxMessage, *, uncount: bool = False, **values: Any) -> bool:
-    """Apply `values` if this claim still holds the row (in flight with the same attempts); else False.
+@dataclass(frozen=True)
+class Resolution:
+    """A claimed row's outcome: `values` applied if the claim still holds the row (see `resolve_all`).
 
     `uncount` gives the claim's attempt back (a 429 is not the row's fault).
     """
-    values.setdefault("updated_at", utcnow())
-    columns = tuple(sorted(values))
-    params = {f"v_{name}": values[name] for name in columns} | {"w_id": row.id, "w_attempts": row.attempts}
-    result = await session.execute(_resolve_statement(columns, uncount), params)
-    return bool(getattr(result, "rowcount", 0))
+
+    row_id: int
+    attempts: int
+    values: dict[str, Any]
+    uncount: bool = False
+
+
+def sent(row: OutboxMessage, message_id: int, at: datetime | None = None) -> Resolution:
+    values = {"status": SENT, "message_id": message_id, "sent_at": as_utc(at or utcnow()), "lease_until": None}
+    return Resolution(row.id, row.attempts, values | {"error": None})
+
+
+def failed(row: OutboxMessage, error: str) -> Resolution:
+    """Failed for good (blocked, chat gone, too many transient errors); never retried."""
+    return Resolution(row.id, row.attempts, {"status": FAILED, "error": _clip(error), "lease_until": None})
+
+
+def skipped(row: OutboxMessage, reason: str) -> Resolution:
+    return Resolution(row.id, row.attempts, {"status": SKIPPED, "error": _clip(reason), "lease_until": None})
+
+
+def retry(row: OutboxMessage, at: datetime, error: str) -> Resolution:
+    """Back to pending until `at` after a transient error; the attempt counts towards the bound."""
+    values = {"status": PENDING, "not_before": as_utc(at), "lease_until": None, "error": _clip(error)}
+    return Resolution(row.id, row.attempts, values)
+
+
+def back(row: OutboxMessage, at: datetime) -> Resolution:
+    """Back to pending until `at` without counting an attempt (Telegram asked to slow down; not the row's fault)."""
+    values = {"status": PENDING, "not_before": as_utc(at), "lease_until": None}
+    return Resolution(row.id, row.attempts, values, uncount=True)
+
+
+async def resolve_all(session: AsyncSession, resolutions: Sequence[Resolution]) -> int | None:
+    """Apply outcomes, one executemany per shape of outcome; returns how many rows the claims still held (None
+    where the driver cannot count the rows an executemany changed: asyncpg).
+
+    A sender records the results of several messages at once (group commit): one statement for all of them costs
+    about what one costs alone, where a statement per row was a quarter of a millisecond of CPU each on SQLite.
+    """
+    now = utcnow()
+    shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
+    for r in resolutions:
+        values = {"updated_at": now} | r.values
+        columns = tuple(sorted(values))
+        bound = {f"v_{name}": values[name] for name in columns} | {"w_id": r.row_id, "w_attempts": r.attempts}
+        shapes.setdefault((columns, r.uncount), []).append(bound)
+    held: int | None = 0
+    for (columns, uncount), many in shapes.items():
+        stmt = _resolve_statement(columns, uncount)
+        result = await session.execute(stmt, many[0] if len(many) == 1 else many)
+        counted = len(many) == 1 or session.get_bind().dialect.supports_sane_multi_rowcount
+        held = held + max(0, int(getattr(result, "rowcount", 0) or 0)) if held is not None and counted else None
+    return held
+
+
+async def _resolve(session: AsyncSession, resolution: Resolution) -> bool:
+    return await resolve_all(session, [resolution]) == 1
 
 
 async def mark_sent(session: AsyncSession, row: OutboxMessage, message_id: int, at: datetime | None = None) -> bool:
-    return await _resolve(
-        session, row, status=SENT, message_id=message_id, sent_at=as_utc(at or utcnow()), lease_until=None, error=None
-    )
+    return await _resolve(session, sent(row, message_id, at))
 
 
 async def mark_failed(session: AsyncSession, row: OutboxMessage, error: str) -> bool:
-    """Failed for good (blocked, chat gone, too many transient errors); never retried."""
-    return await _resolve(session, row, status=FAILED, error=_clip(error), lease_until=None)
+    return await _resolve(session, failed(row, error))
 
 
 async def mark_skipped(session: AsyncSession, row: OutboxMessage, reason: str) -> bool:
-    return await _resolve(session, row, status=SKIPPED, error=_clip(reason), lease_until=None)
+    return await _resolve(session, skipped(row, reason))
 
 
 async def retry_later(session: AsyncSession, row: OutboxMessage, at: datetime, error: str) -> bool:
-    """Back to pending until `at` after a transient error; the attempt counts towards the bound."""
-    return await _resolve(session, row, status=PENDING, not_before=as_utc(at), lease_until=None, error=_clip(error))
+    return await _resolve(session, retry(row, at, error))
 
 
 async def put_back(session: AsyncSession, row: OutboxMessage, at: datetime) -> bool:
-    """Back to pending until `at` without counting an attempt (Telegram asked to slow down; not the row's fault)."""
-    return await _resolve(session, row, uncount=True, status=PENDING, not_before=as_utc(at), lease_until=None)
+    return await _resolve(session, back(row, at))
 
 
 # -- broadcasts -------------------------------------------------------------------------------------------

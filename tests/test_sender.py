@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,13 +431,17 @@ async def test_a_result_that_cannot_be_recorded_stops_the_batch(
     await users(sessions, ids)
     await broadcast(sessions, ids)
 
-    async def broken(*_args: object) -> bool:
-        raise RuntimeError("database unavailable")
+    resolve_all = outbox.resolve_all
+
+    async def broken(session: AsyncSession, resolutions: Sequence[outbox.Resolution]) -> int | None:
+        if any(r.values["status"] == outbox.SENT for r in resolutions):
+            raise RuntimeError("database unavailable")
+        return await resolve_all(session, resolutions)  # putting the rest back still works
 
     r = await rig(fake, engine, sessions)
     try:
         with monkeypatch.context() as patch:
-            patch.setattr(outbox, "mark_sent", broken)
+            patch.setattr(outbox, "resolve_all", broken)
             with pytest.raises(RuntimeError):
                 await r.sender.drain_once()
         assert len(fake.calls_to("sendMessage")) == 1
