@@ -84,7 +84,8 @@ class _Walker:
         self.asked: set[str] = set()
         self.chosen: set[tuple[str, str]] = set()
         self.paths: dict[str, dict[str, Answer]] = {}
-        self.stuck: list[str] = []
+        self.stuck: dict[str, str] = {}
+        """One problem per question, with the first answers that show it."""
 
     def signature(self, key: str, value: Answer) -> tuple[bool, ...]:
         """How every condition sees an answer: the values that no atom tells apart behave the same."""
@@ -166,14 +167,14 @@ class _Walker:
         self.asked.add(q.key)
         options = self.choices(q, state)
         if not options:
-            self.stuck.append(f"question {q.key} can be reached with no option to choose (after {_show(state)})")
+            self.stuck.setdefault(q.key, f"question {q.key} can be reached with no option to choose (e.g. after {_show(state)})")
             return False
         reached = False
         for value, stands_for in options:
             try:
                 moved = self.engine.answer(state, q.key, value)
             except FlowError as exc:
-                self.stuck.append(f"question {q.key}: the engine refuses {value!r} ({exc})")
+                self.stuck.setdefault(q.key, f"question {q.key}: the engine refuses {value!r} ({exc})")
                 continue
             if self.walk(moved):
                 reached = True
@@ -196,7 +197,7 @@ def check_flow(defn: FlowDefinition | None = None) -> FlowReport:
         states=len(walker.seen),
         paths=walker.paths,
     )
-    report.problems += list(dict.fromkeys(walker.stuck))
+    report.problems += list(walker.stuck.values())
     for q in defn.questions:
         if q.key not in walker.asked:
             report.problems.append(f"question {q.key} is never asked: its skip rule is false for every answer")
