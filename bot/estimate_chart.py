@@ -20,12 +20,13 @@ def chart_png(inputs: Inputs, facts: Facts, assumptions: Assumptions) -> bytes:
     hours = [h for h, _ in points]
     figure = Figure(figsize=(8, 4.8), dpi=100)
     axes = figure.add_subplot()
-    for label, color, pick in (
-        ("QME (fee schedule)", "#1f77b4", lambda e: e.qme_monthly),
-        ("IME (reported fees)", "#ff7f0e", lambda e: e.ime_monthly),
-    ):
-        low = [pick(e).low for _, e in points]
-        high = [pick(e).high for _, e in points]
+    sides = (
+        ("QME (fee schedule)", "#1f77b4", [e.qme_monthly for _, e in points]),
+        ("IME (reported fees)", "#ff7f0e", [e.ime_monthly for _, e in points]),
+    )
+    for label, color, ranges in sides:
+        low = [r.low for r in ranges]
+        high = [r.high for r in ranges]
         axes.fill_between(hours, low, high, color=color, alpha=0.25, label=f"{label}: low-high")
         axes.plot(hours, low, color=color, linewidth=1)
         axes.plot(hours, high, color=color, linewidth=1)

@@ -22,7 +22,11 @@ from flows.estimate import Assumptions, Estimate, Inputs, cwci_pages, estimate, 
 from flows.facts import Fact, Facts, load_facts
 
 VERB = "es"
-_DATA = re.compile(r"^es:([HEPMGTRC]):([0-9]{1,3})\.([0-9]{1,2})-([0-9]{1,2})\.([a-z])\.([0-9]{1,5})\.([0-9]{1,2})\.([0-9]{1,3})\.([a-z]{1,8}|_):([sr])$")
+_DATA = re.compile(
+    r"^es:([HEPMGTRC]):"  # the screen
+    r"([0-9]{1,3})\.([0-9]{1,2})-([0-9]{1,2})\.([a-z])\.([0-9]{1,5})\.([0-9]{1,2})\.([0-9]{1,3})\.([a-z]{1,8}|_)"
+    r":([sr])$"  # s: setting up (the next question follows), r: back to the result
+)
 
 # -- texts ------------------------------------------------------------------------------------------------------
 TITLE = "💵 <b>Income estimate: QME and IME</b>"
@@ -193,7 +197,7 @@ class EstimatorScreens:
                 for n in c.panels
             ]
             text = ASK_PANELS.format(why=esc(panels.text.rstrip(".")), source=esc(panels.source))
-            return Screen(f"{TITLE}\n{text}", (buttons[:1], *_rows(buttons[1:], 5)))
+            return Screen(f"{TITLE}\n{text}", ((buttons[0],), *_rows(buttons[1:], 5)))
         if name == "M":
             buttons = [Button(m.label, _data("R", replace(inputs, mix=m.key), "r")) for m in self.a.mixes]
             lines = [ASK_MIX, *(f"• <b>{esc(m.label)}</b>: {esc(m.text)}" for m in self.a.mixes)]
@@ -241,7 +245,9 @@ class EstimatorScreens:
             on = m.key in inputs.modifiers
             flipped = inputs.modifiers - {m.key} if on else inputs.modifiers | {m.key}
             mark = "☑️" if on else "⬜"
-            toggles.append(Button(f"{mark} {m.label} x{m.factor:.2f}", _data("R", replace(inputs, modifiers=flipped), "r")))
+            toggles.append(
+                Button(f"{mark} {m.label} x{m.factor:.2f}", _data("R", replace(inputs, modifiers=flipped), "r"))
+            )
         rows += list(_rows(toggles, 2))
         rows.append((Button(CHART, _data("C", inputs, "r")),))
         return tuple(rows)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from flows.conditions import AllOf, AnyOf, Answer, Condition, KeyIn, KeyNotIn, Not, Ref, referenced_keys
+from flows.conditions import AllOf, Answer, AnyOf, Condition, KeyIn, KeyNotIn, Not, Ref, referenced_keys
 from flows.definition import FlowDefinition, Question, load_definition
 from flows.engine import FlowEngine, FlowError, FlowState
 from flows.recommend import Path, recommend
@@ -100,7 +100,8 @@ class _Walker:
         groups = [(how, [(c, self.defn.judge(c, answers)) for c in conds]) for how, conds in self.groups]
         # Not yet, or only one path left possible: scores and tie-breaks no longer matter.
         decided = any(
-            (how == "any" and any(v is True for _, v in judged)) or (how == "all" and any(v is False for _, v in judged))
+            (how == "any" and any(v is True for _, v in judged))
+            or (how == "all" and any(v is False for _, v in judged))
             for how, judged in groups
         )
         parts: list[object] = [state.current, tuple(v for _, v in skips)]
@@ -167,7 +168,9 @@ class _Walker:
         self.asked.add(q.key)
         options = self.choices(q, state)
         if not options:
-            self.stuck.setdefault(q.key, f"question {q.key} can be reached with no option to choose (e.g. after {_show(state)})")
+            self.stuck.setdefault(
+                q.key, f"question {q.key} can be reached with no option to choose (e.g. after {_show(state)})"
+            )
             return False
         reached = False
         for value, stands_for in options:

@@ -70,10 +70,11 @@ def test_the_range_is_ordered_and_the_token_round_trips(x: Inputs) -> None:
     assert result.ime_monthly.low <= result.ime_monthly.high
     # buttons carry whole numbers from the offered choices
     c = ASSUME.choices
+    pair = ASSUME.eval_hours.choices[x.pages % len(ASSUME.eval_hours.choices)]
     sample = replace(
         x,
         hours_per_week=float(c.hours[int(x.hours_per_week) % len(c.hours)]),
-        eval_hours=tuple(float(v) for v in ASSUME.eval_hours.choices[x.pages % len(ASSUME.eval_hours.choices)]),
+        eval_hours=(float(pair[0]), float(pair[1])),
         pages=x.pages % (max(c.pages) + 1),
         testimony_hours=float(c.testimony[int(x.testimony_hours) % len(c.testimony)]),
         panel_cap=c.panels[x.panel_cap % len(c.panels)],
@@ -159,8 +160,16 @@ def test_every_number_in_the_message_is_sourced_or_labelled_ours() -> None:
 def test_forged_or_out_of_range_buttons_are_refused() -> None:
     good = "es:R:15.6-10.t.262.0.0._:r"
     assert parse(good, ASSUME, FACTS, None) is not None
-    for bad in ("es:R:15.6-11.t.262.0.0._:r", "es:R:15.6-10.z.262.0.0._:r", "es:R:999.6-10.t.262.0.0._:r",
-                "es:R:15.6-10.t.262.3.0._:r", "es:R:15.6-10.t.262.0.0.q:r", "es:X:15.6-10.t.262.0.0._:r", "es:R"):  # fmt: skip
+    bad_data = [
+        "es:R:15.6-11.t.262.0.0._:r",  # hours per evaluation not offered
+        "es:R:15.6-10.z.262.0.0._:r",  # no such mix
+        "es:R:999.6-10.t.262.0.0._:r",  # hours out of range
+        "es:R:15.6-10.t.262.3.0._:r",  # testimony not offered
+        "es:R:15.6-10.t.262.0.0.q:r",  # no such modifier
+        "es:X:15.6-10.t.262.0.0._:r",  # no such screen
+        "es:R",
+    ]
+    for bad in bad_data:
         assert parse(bad, ASSUME, FACTS, None) is None, bad
 
 

@@ -16,9 +16,12 @@ from flows.recommend import recommend
 from tests.cli_runner import runner
 
 
+def _load(name: str) -> dict[str, Any]:
+    return tomllib.loads((DATA_DIR / name).read_text(encoding="utf-8"))
+
+
 def _raw() -> tuple[dict[str, Any], dict[str, Any]]:
-    load = lambda name: tomllib.loads((DATA_DIR / name).read_text(encoding="utf-8"))  # noqa: E731
-    return load("questions.toml"), load("rules.toml")
+    return _load("questions.toml"), _load("rules.toml")
 
 
 def _question(questions: dict[str, Any], key: str) -> dict[str, Any]:
@@ -59,7 +62,9 @@ def test_a_path_nobody_reaches_is_found() -> None:
 def test_an_option_leading_nowhere_is_found() -> None:
     questions, rules = _raw()
     specialty = _question(questions, "specialty")
-    specialty["options"][0]["when"] = {"all": [{"key": "ca_license", "in": ["no"]}, {"key": "ca_license", "in": ["active"]}]}
+    specialty["options"][0]["when"] = {
+        "all": [{"key": "ca_license", "in": ["no"]}, {"key": "ca_license", "in": ["active"]}]
+    }
     problems = check_flow(build_definition(questions, rules)).problems
     assert problems == ["option specialty.ortho leads nowhere: no answers show it and reach a recommendation"]
 

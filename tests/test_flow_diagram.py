@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 from bot.cli_flow import REGENERATE
+from flows.conditions import parse_condition
 from flows.definition import load_definition
 from flows.diagram import PATHS, condition_text, mermaid
-from flows.conditions import parse_condition
 from tests.cli_runner import runner
 
 README = Path(__file__).resolve().parent.parent / "README.md"
