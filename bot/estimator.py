@@ -282,8 +282,8 @@ class EstimatorScreens:
             "",
             "<b>Sourced figures</b>",
         ]
-        codes = ", ".join(f"{c.code} {_money(c.amount)} {c.unit}" for c in f.fees.codes if c.code != "ML205")
-        lines.append(f"• {esc(codes)}; {esc(f.fees.text)} {self._cite(f.fees)}")
+        codes = " · ".join(f"{c.code} {_money(c.amount)} {c.unit}" for c in f.fees.codes if c.code != "ML205")
+        lines.append(f"• {esc(f.fees.text)} {esc(codes)} {self._cite(f.fees)}")
         lines.append(f"• {esc(f.estimator.modifiers.text)} {self._cite(f.estimator.modifiers)}")
         lines.append(f"• {esc(f.estimator.pages.text)} {self._cite(f.estimator.pages)}")
         lines.append(f"• {esc(f.estimator.supplemental_share.text)} {self._cite(f.estimator.supplemental_share)}")
@@ -304,7 +304,7 @@ class EstimatorScreens:
             + "; follow-ups and supplementals at the CWCI averages; reading time is inside the hours above"
         )
         if not inputs.panel_cap:
-            lines.append(f"• no cap on panels, so they fill your hours; {esc(f.estimator.panels.text)}")
+            lines.append(f"• no cap on panels, so they fill your hours. {esc(f.estimator.panels.text)}")
         if rate.per == "exam":
             lines.append("• " + esc(a.ime_hours.text.format(hours=f"{a.ime_hours.hours:g}")))
         lines.append(f"• {a.weeks_per_year} working weeks a year; modifiers add up (AME on psychiatric = x2.35)")
