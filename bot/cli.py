@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from bot import cli_flow
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the recipient count and preview; queue nothing"
     )
     broadcast.add_argument("--wait", action="store_true", help="follow the delivery with a progress bar until it ends")
+    cli_flow.add_parser(sub)
     return parser
 
 
@@ -459,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "broadcast" and args.file == "status" and (args.dry_run or args.wait or args.audience != "all"):
         parser.error("`broadcast status` takes no options")  # exits 2
+    if args.command == "flow":
+        return cli_flow.run(args)
     try:
         settings = _settings()
         if args.command == "run":

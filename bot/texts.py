@@ -6,6 +6,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "Start or resume the decision flow"),
     ("roadmap", "Your roadmap, recomputed for today"),
     ("remind", "Turn on QME exam reminders"),
+    ("estimate", "What QME and IME work could gross"),
     ("stop_reminders", "Turn off exam reminders"),
     ("restart", "Start the questions over"),
     ("cancel", "Stop the current questions"),
@@ -28,6 +29,7 @@ HELP = (
     "/start - start, or resume where you stopped\n"
     "/roadmap - your roadmap again, recomputed for today and the current exam calendar\n"
     "/remind, /stop_reminders - QME exam reminders on or off\n"
+    "/estimate - what QME and IME work could gross a month and a year, with sources\n"
     "/restart - start the questions over\n"
     "/cancel - stop the current questions\n"
     "/privacy - what is stored about you and why\n"

@@ -7,10 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.admin_broadcast import BroadcastAdmin
 from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Dialogue
+from bot.estimator import Estimator
 from bot.settings import Settings
 
 
 def build_dialogue(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Dialogue:
     sittings = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
     broadcasts = BroadcastAdmin(sessions, settings.admin_ids)
-    return Dialogue(sessions, plugins=[sittings, broadcasts], settings=settings)
+    estimator = Estimator(sessions, settings.current_date)
+    return Dialogue(sessions, plugins=[sittings, broadcasts, estimator], settings=settings)

@@ -149,6 +149,62 @@ class NotYet(ListFact):
     steps: tuple[str, ...]
 
 
+class Modifier(_Model):
+    key: str = Field(pattern=r"^[a-z]$")
+    label: str
+    factor: float = Field(ge=1.0)
+    """A multiplier of at least 1: a modifier never lowers a fee."""
+
+
+class Modifiers(Fact):
+    items: tuple[Modifier, ...] = Field(min_length=1)
+
+
+class PageCharges(_Model):
+    percent: float = Field(ge=0, le=100)
+    """Share of services that carried a record-page surcharge."""
+    average: float = Field(ge=0)
+    """Average page charge (dollars) where one was charged."""
+
+
+class Pages(Fact):
+    comprehensive: PageCharges
+    follow_up: PageCharges
+    supplemental: PageCharges
+
+
+class ShareFact(Fact):
+    percent: float = Field(ge=0, le=100)
+
+
+class ImeRate(Fact):
+    keys: tuple[str, ...]
+    """Specialty keys of the flow; empty for the default band."""
+    per: Literal["exam", "hour"]
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+
+class Estimator(_Model):
+    """The sourced figures the income estimator uses (facts.md 3 and 9); its own assumptions live elsewhere."""
+
+    modifiers: Modifiers
+    pages: Pages
+    supplemental_share: ShareFact
+    psych_exam_day: Fact
+    ime_time: Fact
+    panels: Fact
+    eval_time: Fact
+    ime_rates: tuple[ImeRate, ...] = Field(min_length=1)
+
+    def ime_rate(self, specialty: str | None) -> ImeRate:
+        """The band for a specialty, or the default (empty keys) band."""
+        for rate in self.ime_rates:
+            if specialty is not None and specialty in rate.keys:
+                return rate
+        return next(rate for rate in self.ime_rates if not rate.keys)
+
+
 class Meta(_Model):
     checked: date
     max_age_days: int = Field(ge=1)
@@ -171,6 +227,7 @@ class Facts(_Model):
     case_poll: Fact
     alternatives: Alternatives
     not_yet: NotYet
+    estimator: Estimator
 
     @model_validator(mode="after")
     def _unique_keys(self) -> Facts:
