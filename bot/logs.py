@@ -106,6 +106,8 @@ def configure(log_format: str = "text", level: int = logging.INFO, stream: IO[st
     handler.addFilter(UpdateContext())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # PTB's debug lines print whole updates and requests (message texts, user ids): never below INFO.
+    logging.getLogger("telegram").setLevel(max(level, logging.INFO))
     # httpx logs every request URL, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
