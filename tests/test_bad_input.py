@@ -205,7 +205,7 @@ STICKER = {
     "is_animated": False,
     "is_video": False,
 }
-NOT_TEXT = {
+NOT_TEXT: dict[str, dict[str, Any]] = {
     "sticker": {"sticker": STICKER},
     "photo": {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 9, "height": 9}]},
     "voice": {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 3}},
