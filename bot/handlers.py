@@ -86,7 +86,10 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     chat = update.effective_chat
     if chat is not None and chat.type != ChatType.PRIVATE:
-        await query.answer(texts.PRIVATE_ONLY)
+        try:
+            await query.answer(texts.PRIVATE_ONLY)
+        except BadRequest as exc:  # an old query: there is nothing else to say in a group
+            log.info("callback answer failed: %s", exc)
         return
     source = query.message if isinstance(query.message, Message) else None
     if source is not None and source.chat_id != query.from_user.id:  # a button under someone else's message
