@@ -87,8 +87,8 @@ def error_kind(exc: BaseException) -> ErrorKind:
 def _module_of(filename: str) -> str:
     """`.../bot/dialogue.py` -> `bot.dialogue`; outside the project, the file's last two path parts."""
     parts = filename.replace("\\", "/").rsplit(".py", 1)[0].split("/")
-    for i, part in enumerate(parts):
-        if part in _OWN_PACKAGES:
+    for i in reversed(range(len(parts) - 1)):  # the package nearest the file: /srv/bot/app/db/x.py is db.x
+        if parts[i] in _OWN_PACKAGES:
             return ".".join(parts[i:])
     return ".".join(parts[-2:])
 

@@ -132,3 +132,11 @@ def test_the_reporter_lets_each_kind_through_once_an_hour() -> None:
     now[0] = 3600.0
     assert reporter.due(a)
     assert "secret-42" not in ErrorReporter.text(a, outage=False)
+
+
+def test_the_place_of_an_error_is_named_by_the_nearest_package() -> None:
+    from bot.faults import _module_of
+
+    assert _module_of("/srv/bot/app/db/repository.py") == "db.repository"
+    assert _module_of("/tmp/wt/bot/handlers.py") == "bot.handlers"
+    assert _module_of("/venv/site-packages/telegram/_bot.py") == "telegram._bot"
