@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import OrderedDict
 
 from telegram import Bot, InputFile, Message, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
-from bot import texts
+from bot import logs, texts
 from bot.dialogue import Dialogue, Reply, Screen
+from bot.faults import ErrorReporter, error_kind, is_db_outage, with_db_retry
 from bot.keyboards import markup
 from bot.screens import PRESSED_MESSAGE
 
@@ -72,7 +75,8 @@ async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     # plugins' commands (admin tools) arrive through the catch-all MessageHandler.
     command, *rest = message.text.strip().split(maxsplit=1)
     name = command[1:].split("@")[0]
-    reply = await _dialogue(context).command(user.id, name, rest[0] if rest else "")
+    args = rest[0] if rest else ""
+    reply = await with_db_retry(lambda: _dialogue(context).command(user.id, name, args))
     await deliver(context.bot, message.chat_id, reply)
 
 
@@ -82,12 +86,17 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     chat = update.effective_chat
     if chat is not None and chat.type != ChatType.PRIVATE:
-        await query.answer(texts.PRIVATE_ONLY)
+        try:
+            await query.answer(texts.PRIVATE_ONLY)
+        except BadRequest as exc:  # an old query: there is nothing else to say in a group
+            log.info("callback answer failed: %s", exc)
         return
     source = query.message if isinstance(query.message, Message) else None
+    if source is not None and source.chat_id != query.from_user.id:  # a button under someone else's message
+        source = None
     pressed = PRESSED_MESSAGE.set(source.message_id if source is not None else None)
     try:
-        reply = await _dialogue(context).press(query.from_user.id, query.data)
+        reply = await with_db_retry(lambda: _dialogue(context).press(query.from_user.id, query.data))
     finally:
         PRESSED_MESSAGE.reset(pressed)
     try:
@@ -101,7 +110,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    reply = await _dialogue(context).text(user.id, message.text)
+    reply = await with_db_retry(lambda: _dialogue(context).text(user.id, message.text))
     await deliver(context.bot, message.chat_id, reply)
 
 
@@ -110,39 +119,105 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    reply = await _dialogue(context).text(user.id, None)
+    reply = await with_db_retry(lambda: _dialogue(context).text(user.id, None))
     await deliver(context.bot, message.chat_id, reply)
 
 
-async def on_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_edited(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An edit of an earlier message is not read as an answer (it could rewrite history); say so."""
     message = update.effective_message
     if message is not None:
+        await message.reply_text(texts.EDITED)
+
+
+GROUP_MEMORY = 4096
+"""Group and channel chats remembered as already told (in memory only: nothing is stored for them)."""
+
+
+def _first_time(context: ContextTypes.DEFAULT_TYPE, chat_id: int) -> bool:
+    told: OrderedDict[int, None] = context.application.bot_data.setdefault("told_private_only", OrderedDict())
+    if chat_id in told:
+        return False
+    told[chat_id] = None
+    if len(told) > GROUP_MEMORY:
+        told.popitem(last=False)
+    return True
+
+
+async def on_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Groups and channels: say once, politely, that the bot works in private chats; read and store nothing."""
+    message = update.effective_message
+    if message is not None and _first_time(context, message.chat_id):
         await message.reply_text(texts.PRIVATE_ONLY)
 
 
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the failure and tell the physician to try again; their stored answers were not touched."""
-    log.error("update failed: %s", type(context.error).__name__, exc_info=context.error)
-    if isinstance(context.error, Forbidden):
+async def on_update_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Tag this update's log records with its id and the hashed user id (see bot.logs)."""
+    settings = context.application.bot_data.get("settings")
+    key = settings.log_hash_key if settings is not None else None
+    user = update.effective_user
+    logs.set_update(update.update_id, user.id if user else None, key.get_secret_value() if key else None)
+
+
+def _expected(error: BaseException | None) -> bool:
+    """Telegram's own trouble (blocked, flood control, timeouts, 5xx): logged, not worth an admin's attention."""
+    if isinstance(error, Forbidden | RetryAfter | TimedOut):
+        return True
+    return isinstance(error, NetworkError) and not isinstance(error, BadRequest)
+
+
+async def _report_to_admins(context: ContextTypes.DEFAULT_TYPE, error: BaseException, outage: bool) -> None:
+    """Each kind of failure at most once an hour per process; the type and place only, never user data."""
+    settings = context.application.bot_data.get("settings")
+    admins = sorted(settings.admin_ids) if settings is not None else []
+    reporter: ErrorReporter = context.application.bot_data.setdefault("error_reporter", ErrorReporter())
+    kind = error_kind(error)
+    if not admins or not reporter.due(kind):
         return
+    for admin in admins:
+        try:
+            await context.bot.send_message(admin, ErrorReporter.text(kind, outage))
+        except TelegramError as exc:
+            log.warning("could not report error #%s to an admin: %s", kind.key, type(exc).__name__)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the failure, tell the physician what to do, and report the unexpected ones to the admins."""
+    error = context.error
+    outage = error is not None and is_db_outage(error)
+    kind = error_kind(error) if error is not None else None
+    log.error(
+        "update failed: %s in %s (#%s)",
+        kind.type if kind else "?",
+        kind.where if kind else "?",
+        kind.key if kind else "-",
+        exc_info=error,
+    )
+    if isinstance(error, Forbidden):
+        return
+    if error is not None and (outage or not _expected(error)):
+        await _report_to_admins(context, error, outage)
     if isinstance(update, Update) and update.effective_chat and update.effective_chat.type == ChatType.PRIVATE:
+        text = texts.DB_UNAVAILABLE if outage else texts.ERROR
         if update.callback_query is not None:
             with contextlib.suppress(TelegramError):
-                await update.callback_query.answer(texts.ERROR)
+                await update.callback_query.answer(text[:200])
         try:
-            await context.bot.send_message(update.effective_chat.id, texts.ERROR)
+            await context.bot.send_message(update.effective_chat.id, text)
         except TelegramError as exc:
-            log.warning("could not report the error to the user: %s", exc)
+            log.warning("could not report the error to the user: %s", type(exc).__name__)
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
+    app.add_handler(TypeHandler(Update, on_update_start), group=-100)
     commands = [name for name, _ in texts.COMMANDS]
     app.add_handler(CommandHandler(commands, on_command, filters=PRIVATE))
     app.add_handler(CallbackQueryHandler(on_callback))
     app.add_handler(MessageHandler(PRIVATE & filters.COMMAND, on_command))
     app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND & ~filters.UpdateType.EDITED, on_text))
+    app.add_handler(MessageHandler(PRIVATE & filters.UpdateType.EDITED_MESSAGE, on_edited))
     app.add_handler(
         MessageHandler(PRIVATE & ~filters.TEXT & ~filters.StatusUpdate.ALL & ~filters.UpdateType.EDITED, on_other)
     )
-    app.add_handler(MessageHandler(~PRIVATE & filters.COMMAND, on_group))
+    app.add_handler(MessageHandler(~PRIVATE & ~filters.StatusUpdate.ALL, on_group))
     app.add_error_handler(on_error)

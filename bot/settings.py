@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     timezone: str = "America/Los_Angeles"
     today: date | None = None
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_hash_key: SecretStr | None = None
+    """HMAC key for user ids in logs; unset: user ids are not logged."""
     reminder_days: Annotated[tuple[int, ...], NoDecode] = (30, 7, 1)
     reminder_hour: int = Field(default=9, ge=0, le=23)
     rate_limit: int = Field(default=30, ge=1)

@@ -83,6 +83,10 @@ NOT_TEXT = "I can only read text and button taps."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
 PRIVATE_ONLY = "I work in private chats only: open a chat with me to get your recommendation."
 ERROR = "Sorry, something went wrong on my side. Please try again in a moment; your answers are safe."
+DB_UNAVAILABLE = (
+    "I can't reach my database for a moment, so your last step was not saved. "
+    "Please try again in a moment: tap the same button or send the same answer again."
+)
 CHANGED_PATH = "Your recommendation changed from <b>{before}</b> to <b>{after}</b>."
 
 BACK = "⬅ Back"

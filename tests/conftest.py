@@ -12,12 +12,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import migrate
 from db.engine import make_engine, make_session_factory
 
 PG_URL = os.environ.get("MEDLEGAL_TEST_PG_URL", "")
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE: "ci" (the default) keeps the suite fast and repeatable with
+# few, derandomized examples; "thorough" searches much longer with fresh random examples, for a run by hand.
+# A test that sets max_examples itself keeps its own number.
+_SLOW_OK = [HealthCheck.too_slow]
+hypothesis_settings.register_profile(
+    "ci", max_examples=30, derandomize=True, print_blob=True, deadline=None, suppress_health_check=_SLOW_OK
+)
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_SLOW_OK)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
