@@ -108,9 +108,9 @@ def test_bad_files_say_what_and_where(text: str, fmt: str, says: str) -> None:
 
 
 def test_file_names(tmp_path: Path) -> None:
-    with pytest.raises(PollFileError, match="ends in .toml, .yaml or .yml"):
+    with pytest.raises(PollFileError, match=r"ends in \.toml, \.yaml or \.yml"):
         load_polls(tmp_path / "p.json")
-    with pytest.raises(PollFileError, match="cannot read .*missing.toml"):
+    with pytest.raises(PollFileError, match=r"cannot read .*missing\.toml"):
         load_polls(tmp_path / "missing.toml")
 
 
@@ -125,7 +125,8 @@ def test_open_depends_on_status_and_dates() -> None:
 def test_chat_format() -> None:
     poll = parse_poll_text("What do you charge?\n- Under $1,000\n- $1,000-2,000\nmultiple\n", {"what_do_you_charge"})
     assert poll.key == "what_do_you_charge_2" and poll.multi
-    assert [(o.key, o.label) for o in poll.options] == [("under_1_000", "Under $1,000"), ("1_000_2_000", "$1,000-2,000")]
+    pairs = [(o.key, o.label) for o in poll.options]
+    assert pairs == [("under_1_000", "Under $1,000"), ("1_000_2_000", "$1,000-2,000")]
     one_line = parse_poll_text("Which case types? | Personal injury | Disability")
     assert not one_line.multi and [o.label for o in one_line.options] == ["Personal injury", "Disability"]
     assert [o.key for o in parse_poll_text("Q??\n$$$\n€€€").options] == ["o1", "o2"]
