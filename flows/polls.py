@@ -172,8 +172,9 @@ def unique_key(base: str, taken: Iterable[str], limit: int = 32) -> str:
 
 
 def parse_poll_text(text: str, taken_keys: Iterable[str] = ()) -> Poll:
-    """A poll from the admins' chat format (the question, then one option a line; a line `multiple` or `single`
-    sets the choice; or all of it on one line, separated by |); keys come from the question and labels. ValueError if unusable."""
+    """A poll from the admins' chat format: the question, then one option a line (a line `multiple` or `single`
+    sets the choice), or all of it on one line separated by |. Keys come from the question and the labels;
+    ValueError says what is unusable."""
     raw = text.strip().splitlines()
     if len(raw) == 1 and "|" in raw[0]:  # all on one line: Question? | Option | Option [| multiple]
         raw = raw[0].split("|")

@@ -25,7 +25,7 @@ _MARKS = re.compile(r"^[^\w$]+")
 
 
 def _dialogue(sessions: Sessions, today: date = TODAY, username: str = "medlegal_test_bot") -> Dialogue:
-    settings = Settings(_env_file=None, admin_ids=f"{ADMIN},{OTHER_ADMIN}", today=today)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, admin_ids=f"{ADMIN},{OTHER_ADMIN}", today=today)
     return build_dialogue(settings, sessions, bot_username=lambda: username)
 
 
