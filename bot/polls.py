@@ -9,7 +9,7 @@ Buttons carry the poll's id and, for multiple choice, the selection so far as a 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -80,6 +80,22 @@ def figures_text(poll: Poll, snap: store.Snapshot, k: int) -> str:
     if any(c.count is None and not c.below_k for c in figures.cells):
         lines.append(WITHHELD_NOTE.format(k=k))
     return "\n".join(lines)
+
+
+def poll_selection(picked: Sequence[Button], shown: Sequence[Button]) -> str:
+    """The Done press that answers a multiple-choice poll with exactly the picked options (the console's "1,3").
+
+    Each toggle button carries the selection it would make (the current one with its option flipped), and Done
+    carries the current one, so an option's bit is the difference between the two.
+    """
+    done = next((m for b in shown if (m := re.fullmatch(r"pq:d:([0-9]+):([0-9]+)", b.data))), None)
+    if done is None:
+        return "?"
+    current, mask = int(done.group(2)), 0
+    for button in picked:
+        toggled = button.data.rsplit(":", 1)[1]
+        mask |= int(toggled) ^ current if toggled.isdigit() else 0
+    return f"pq:d:{done.group(1)}:{mask}"
 
 
 class PollsPlugin:

@@ -104,8 +104,10 @@ def test_a_file_with_a_taken_key_adds_nothing(cli: InProcess, tmp_path: Path) ->
 
 
 def test_chat_offers_polls_and_start_links(medlegal: Run) -> None:
-    out = ok(medlegal("chat", stdin="/polls\n2\n3\n"))
+    out = ok(medlegal("chat", stdin="/polls\n2\n3\n/polls\n2\n1, 3\n"))
     assert "Community polls" in out and "Your answer: $2,001-3,500" in out
     assert "Results appear once 5 physicians have answered" in out
+    assert "(type the numbers of all that apply, separated by commas)" in out
+    assert "Your answer: Workers' compensation, Long-term disability" in out
     admin = ok(medlegal("chat", "--admin", stdin="/invite Pain Forum\n"))
     assert "https://t.me/YourBotUsername?start=pain_forum" in admin

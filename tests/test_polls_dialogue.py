@@ -17,6 +17,7 @@ from db import outbox, sources
 from db import polls as store
 from db import repository as repo
 from db.models import CommunitySource, OutboxMessage, PollRow
+from tests.harness import Clock
 
 Sessions = async_sessionmaker[AsyncSession]
 ADMIN, OTHER_ADMIN = 900, 901
@@ -272,3 +273,29 @@ async def test_invite_start_and_sources(sessions: Sessions) -> None:
     assert "<b>Ortho  Society</b>" not in listing and "<b>Ortho Society</b>" in listing
     assert "started 6 · finished &lt;5" in listing
     assert "started &lt;5 · finished &lt;5" in listing
+
+
+async def test_forged_and_expired_admin_presses_change_nothing(sessions: Sessions) -> None:
+    clock = Clock()
+    admin = ap.PollsAdmin(sessions, {ADMIN}, lambda: TODAY, lambda: 5, lambda: "medlegal_test_bot", now=clock)
+    dialogue = Dialogue(sessions, plugins=[admin])
+    polls = (await _counts(sessions))[0]
+    preview = await dialogue.command(ADMIN, "poll_new", "Which one? | Yes | No")
+    confirm = _button(preview, "Confirm")
+    action_id = confirm.split(":")[2]
+    for data, notice in [
+        ("pa:ok:99999:0123abcd", ap.GONE),
+        (f"pa:ok:{action_id}:0123abcd", ap.GONE),  # the right row, not the draft this button was made for
+        (f"pa:ok:{action_id}", ap.UNKNOWN_BUTTON),
+        ("pa:zz:1", ap.UNKNOWN_BUTTON),
+        ("pa:cy:99999", ap.UNKNOWN_BUTTON),
+    ]:
+        assert (await dialogue.press(ADMIN, data)).notice == notice, data
+    assert (await _counts(sessions))[0] == polls
+    clock.at += timedelta(hours=1, minutes=1)
+    assert (await dialogue.press(ADMIN, confirm)).notice == ap.EXPIRED
+    assert (await _counts(sessions))[0] == polls
+    # a wait for the poll's text expires too: the admin's text then goes to the flow
+    await dialogue.command(ADMIN, "poll_new")
+    clock.at += timedelta(hours=1, minutes=1)
+    assert await admin.text(ADMIN, "Which one? | Yes | No") is None
