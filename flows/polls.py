@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -269,13 +269,3 @@ def peer_figures(poll: Poll, counts: Mapping[str, int], respondents: int, k: int
         for key, label, n in raw
     )
     return PeerFigures(respondents, cells, False)
-
-
-def count_choices(answers: Sequence[Sequence[str]]) -> tuple[dict[str, int], int]:
-    """Option counts and respondents from each respondent's chosen keys (tests and small callers; SQL does it
-    for the stored answers)."""
-    counts: dict[str, int] = {}
-    for chosen in answers:
-        for key in set(chosen):
-            counts[key] = counts.get(key, 0) + 1
-    return counts, len(answers)

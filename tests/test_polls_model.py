@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from flows.polls import (
     Poll,
     PollFileError,
-    count_choices,
     from_mask,
     load_polls,
     parse_poll_text,
@@ -47,6 +46,15 @@ poll:
       - {key: low, label: "Under $1,000"}
       - {key: high, label: "Over $1,000"}
 """
+
+
+def count_choices(answers: list[tuple[str, ...]]) -> tuple[dict[str, int], int]:
+    """Option counts and respondents from each respondent's chosen keys (what SQL counts for stored answers)."""
+    counts: dict[str, int] = {}
+    for chosen in answers:
+        for key in set(chosen):
+            counts[key] = counts.get(key, 0) + 1
+    return counts, len(answers)
 
 
 def _poll(choice: str = "single", n: int = 4) -> Poll:
