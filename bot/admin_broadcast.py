@@ -306,6 +306,8 @@ class BroadcastAdmin:
                 audience = check_audience(arg, [k for k, _ in self.specialty_options])
             except ValueError:
                 return Reply(notice=UNKNOWN_BUTTON)
+            if audience.startswith("source:"):  # the chat offers no start-link audiences (the CLI does)
+                return Reply(notice=UNKNOWN_BUTTON)
             await self._set_payload(session, action_id, {**payload, "audience": audience})
             count = len(await recipients(session, audience))
             return Reply(edit=_control_screen(ref, audience, count))

@@ -78,7 +78,7 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
     app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
-    app.bot_data["dialogue"] = build_dialogue(settings, sessions)
+    app.bot_data["dialogue"] = build_dialogue(settings, sessions, bot_username=lambda: app.bot.username)
     app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings, max_lanes=settings.send_lanes)
     app.bot_data["scheduler"] = ReminderScheduler(db_engine, sessions, settings)
     handlers.register(app)

@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     broadcast.add_argument("--wait", action="store_true", help="follow the delivery with a progress bar until it ends")
     cli_flow.add_parser(sub)
+
+    from bot import cli_polls
+
+    cli_polls.add_parser(sub)
     return parser
 
 
@@ -473,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_db(settings, args.db_command, getattr(args, "revision", "head")))
         elif args.command == "sittings":
             asyncio.run(_sittings(settings, args))
+        elif args.command == "polls":
+            from bot import cli_polls
+
+            asyncio.run(cli_polls.run(settings, args))
         elif args.command == "broadcast" and args.file == "status":
             asyncio.run(_broadcast_status(settings))
         elif args.command == "broadcast":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.dialogue import Button, Dialogue, Reply, Screen, parse_press
+from bot.polls import poll_selection
 from bot.settings import Settings
 from bot.wiring import build_dialogue
 from db import migrate
@@ -52,7 +53,7 @@ class ConsoleChat:
             width = len(str(len(buttons)))
             for number, button in enumerate(buttons, 1):
                 self._print(f"  {number:>{width}}) {button.label}")
-            if any(b.data.startswith("t:") for b in buttons):
+            if any(b.data.startswith(("t:", "pq:t:")) for b in buttons):
                 self._print("  (type the numbers of all that apply, separated by commas)")
         self._print()
 
@@ -90,6 +91,8 @@ class ConsoleChat:
             picked = [self.buttons[int(p) - 1] for p in numbers if 0 < int(p) <= len(self.buttons)]
             if len(picked) != len(numbers):
                 return "?"  # out of range: the dialogue answers it like an unknown button
+            if len(picked) > 1 and all(b.data.startswith("pq:t:") for b in picked):
+                return poll_selection(picked, self.buttons)
             toggles = [parse_press(b.data) for b in picked]
             if all(t is not None and t.verb == "t" for t in toggles):
                 first = toggles[0]

@@ -21,7 +21,7 @@ from bot.calendar_file import ics_bytes, ics_filename
 from bot.exam_calendar import stored_sittings
 from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
 from bot.settings import Settings
-from db import outbox
+from db import outbox, sources
 from db import repository as repo
 from db.models import User
 from flows.conditions import Answer
@@ -156,6 +156,8 @@ class Dialogue:
 
         async def run(session: AsyncSession) -> Reply:
             await repo.lock_user(session, user_id)
+            if name == "start" and _ARG.match(args.strip()):  # /start CODE from a community start link
+                await sources.attribute(session, user_id, args.strip().lower(), self.settings.current_date())
             return await handler(session, user_id)
 
         return await self._tx(run)

@@ -8,6 +8,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("remind", "Turn on QME exam reminders"),
     ("estimate", "What QME and IME work could gross"),
     ("stop_reminders", "Turn off exam reminders"),
+    ("polls", "Community polls: answer, see how peers answered"),
     ("restart", "Start the questions over"),
     ("cancel", "Stop the current questions"),
     ("help", "What this bot does and how to use it"),
@@ -30,6 +31,7 @@ HELP = (
     "/roadmap - your roadmap again, recomputed for today and the current exam calendar\n"
     "/remind, /stop_reminders - QME exam reminders on or off\n"
     "/estimate - what QME and IME work could gross a month and a year, with sources\n"
+    "/polls - short community polls; after answering you see how peers answered (totals only)\n"
     "/restart - start the questions over\n"
     "/cancel - stop the current questions\n"
     "/privacy - what is stored about you and why\n"
@@ -43,6 +45,8 @@ PRIVACY = (
     "• Your answers to the questions, the step you are on, and the recommendation I gave, with the times they "
     "were saved, so you can resume after a break and change an answer later.\n"
     "• Whether you want exam reminders, and the messages queued for you, so each goes out once.\n"
+    "• Your poll answers (with the day only) and the community link you first arrived through, which are "
+    "only ever counted in totals.\n"
     "I do not store your name, username, phone number or the text of other messages.\n"
     "Aggregate statistics published by community admins never show an individual.\n\n"
     "/delete_me erases all of it at once."

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin_broadcast import BroadcastAdmin
+from bot.admin_polls import PollsAdmin
 from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Dialogue
 from bot.estimator import Estimator
+from bot.polls import PollsPlugin
 from bot.settings import Settings
 
+PLACEHOLDER_USERNAME = "YourBotUsername"
+"""The bot username in start links made outside Telegram (`medlegal chat`), where no bot is logged in."""
 
-def build_dialogue(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Dialogue:
+
+def build_dialogue(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    bot_username: Callable[[], str] = lambda: PLACEHOLDER_USERNAME,
+) -> Dialogue:
+    """`bot_username` is read when a start link is made (Telegram: PTB's `bot.username`, known once logged in)."""
     sittings = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
     broadcasts = BroadcastAdmin(sessions, settings.admin_ids)
     estimator = Estimator(sessions, settings.current_date)
-    return Dialogue(sessions, plugins=[sittings, broadcasts, estimator], settings=settings)
+    k_min = lambda: settings.k_min  # noqa: E731
+    polls = PollsPlugin(sessions, settings.current_date, k_min)
+    polls_admin = PollsAdmin(sessions, settings.admin_ids, settings.current_date, k_min, bot_username)
+    return Dialogue(sessions, plugins=[sittings, broadcasts, estimator, polls, polls_admin], settings=settings)

@@ -2,7 +2,8 @@
 
 An audience is a short string (stored with the broadcast and typed in `medlegal broadcast --audience`):
 `all`, `qme`, `hybrid` (the path of the subscriber's latest recommendation), `ca` (an active California license
-in the latest completed flow), `specialty:KEY`, and, once community start links exist, `source:CODE`.
+in the latest completed flow), `specialty:KEY`, and `source:CODE` (physicians who arrived through that community
+start link, db.sources; an unknown code is an audience nobody is in).
 Recipients are resolved when a broadcast is queued, so an admin's preview count and the queued rows agree with
 the database at that moment. `db` knows no question definitions, so a specialty key is checked by the caller.
 """
@@ -17,14 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AnswerRow, FlowSession, RecommendationRow
 from db.outbox import active_subscribers
+from db.sources import members
 
 PATHS = ("qme", "hybrid")
 FORMS = "all, qme, hybrid, ca, specialty:KEY or source:CODE"
 _KEY = re.compile(r"^[a-z0-9_]{1,32}$")
-SOURCE_NOT_YET = (
-    "audience source:{code} is not available yet: subscribers have no community source until the community "
-    "start links exist"
-)
 
 
 def parse_audience(text: str) -> str:
@@ -35,10 +33,10 @@ def parse_audience(text: str) -> str:
     kind, sep, key = audience.partition(":")
     if sep and kind == "specialty" and _KEY.match(key.strip()):
         return f"specialty:{key.strip()}"
-    if sep and kind == "source" and key.strip():
-        raise ValueError(SOURCE_NOT_YET.format(code=key.strip()))
-    if sep and kind == "specialty":
-        raise ValueError(f"{text.strip()!r} is not an audience: a specialty key is letters, digits and _")
+    if sep and kind == "source" and _KEY.match(key.strip()):
+        return f"source:{key.strip()}"
+    if sep and kind in {"specialty", "source"}:
+        raise ValueError(f"{text.strip()!r} is not an audience: a {kind} key is letters, digits and _")
     raise ValueError(f"{text.strip()!r} is not an audience; use {FORMS}")
 
 
@@ -54,7 +52,10 @@ async def recipients(session: AsyncSession, audience: str) -> list[int]:
     if audience == "ca":
         answers = await _latest_answers(session, "ca_license")
         return [u for u in subscribers if answers.get(u) == "active"]
-    key = audience.partition(":")[2]
+    kind, _, key = audience.partition(":")
+    if kind == "source":
+        arrived = await members(session, key)
+        return [u for u in subscribers if u in arrived]
     answers = await _latest_answers(session, "specialty")
     return [u for u in subscribers if answers.get(u) == key]
 

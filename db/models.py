@@ -246,3 +246,75 @@ class SendRate(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paused_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PollRow(Timestamps, Base):
+    """A community poll (flows.polls.Poll in the bot layer); options are kept in the order shown."""
+
+    __tablename__ = "polls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    question: Mapped[str] = mapped_column(String(300))
+    options: Mapped[list[Any]] = mapped_column(JSON)
+    """[{"key", "label"}, ...]."""
+    choice: Mapped[str] = mapped_column(String(8), default="single")
+    """single or multiple."""
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    """open or closed."""
+    opens_on: Mapped[date | None] = mapped_column(Date)
+    closes_on: Mapped[date | None] = mapped_column(Date)
+
+
+class PollVote(Base):
+    """One option a physician chose in a poll (a multiple-choice answer is several rows).
+
+    Only the day is kept, never a finer time, so that no published figure can be tied to a moment.
+    """
+
+    __tablename__ = "poll_votes"
+    __table_args__ = (Index("ix_poll_votes_poll_id_option_key", "poll_id", "option_key"),)
+
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    option_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    answered_on: Mapped[date] = mapped_column(Date)
+
+
+class PollSnapshot(Base):
+    """The peer figures of one poll as of `taken_on`, shared by every process and refreshed at most once a day,
+    so that two looks a minute apart never differ by one physician's answer."""
+
+    __tablename__ = "poll_snapshots"
+
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True)
+    taken_on: Mapped[date] = mapped_column(Date)
+    respondents: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """{option key: physicians who chose it}."""
+
+
+class CommunitySource(Base):
+    """A start link an admin made for a community, channel or event (/invite NAME)."""
+
+    __tablename__ = "community_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    """The start parameter (`?start=CODE`), also the broadcast audience `source:CODE`."""
+    name: Mapped[str] = mapped_column(String(100))
+    created_on: Mapped[date] = mapped_column(Date)
+
+
+class UserSource(Base):
+    """The start link a physician first arrived through (the first one wins); used in aggregates only."""
+
+    __tablename__ = "user_sources"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    source_id: Mapped[int] = mapped_column(ForeignKey("community_sources.id", ondelete="CASCADE"), index=True)
+    started_on: Mapped[date] = mapped_column(Date)

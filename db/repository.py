@@ -22,9 +22,11 @@ from db.models import (
     ExamSitting,
     FlowSession,
     OutboxMessage,
+    PollVote,
     RecommendationRow,
     Subscription,
     User,
+    UserSource,
     utcnow,
 )
 
@@ -195,6 +197,8 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
         delete(AdminAction).where(AdminAction.user_id == user_id),
         delete(OutboxMessage).where(OutboxMessage.user_id == user_id),
         delete(Subscription).where(Subscription.user_id == user_id),
+        delete(PollVote).where(PollVote.user_id == user_id),
+        delete(UserSource).where(UserSource.user_id == user_id),
         delete(User).where(User.id == user_id),
     ):
         result = await session.execute(stmt, execution_options={"synchronize_session": False})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import outbox
+from db import outbox, sources
 from db import repository as repo
 from db.audience import parse_audience, recipients, specialty_counts
 
@@ -84,16 +85,29 @@ async def test_nobody_subscribed(sessions: Sessions) -> None:
         assert await specialty_counts(s) == {}
 
 
-async def test_source_is_not_available_yet(sessions: Sessions) -> None:
+async def test_source_is_the_start_link_the_subscriber_arrived_through(sessions: Sessions) -> None:
     await community(sessions)
+    async with sessions() as s, s.begin():
+        await sources.add_source(s, "ortho_club", "Ortho Club", date(2026, 11, 29))
+        await sources.add_source(s, "pain_forum", "Pain Forum", date(2026, 11, 29))
+        for user_id, code in [(1, "ortho_club"), (3, "ortho_club"), (5, "ortho_club"), (2, "pain_forum")]:
+            assert await sources.attribute(s, user_id, code, date(2026, 11, 29))
     async with sessions() as s:
-        with pytest.raises(ValueError, match="source:ortho_club is not available yet"):
-            await recipients(s, "source:ortho_club")
+        assert await recipients(s, "source:ortho_club") == [1, 3]  # 5 is not subscribed
+        assert await recipients(s, "source:pain_forum") == [2]
+        assert await recipients(s, "source:no_such_link") == []
 
 
 @pytest.mark.parametrize(
     ("text", "stored"),
-    [("all", "all"), ("QME", "qme"), (" hybrid", "hybrid"), ("ca", "ca"), ("specialty:ortho", "specialty:ortho")],
+    [
+        ("all", "all"),
+        ("QME", "qme"),
+        (" hybrid", "hybrid"),
+        ("ca", "ca"),
+        ("specialty:ortho", "specialty:ortho"),
+        ("source:Ortho_Club", "source:ortho_club"),
+    ],
 )
 def test_parse_audience(text: str, stored: str) -> None:
     assert parse_audience(text) == stored
@@ -107,7 +121,7 @@ def test_parse_audience(text: str, stored: str) -> None:
         ("specialty:", "'specialty:' is not an audience: a specialty key is letters, digits and _"),
         ("specialty:a b", "a specialty key is letters, digits and _"),
         ("ime", "'ime' is not an audience"),
-        ("source:club", "audience source:club is not available yet"),
+        ("source:a b", "'source:a b' is not an audience: a source key is letters, digits and _"),
     ],
 )
 def test_parse_audience_rejects(text: str, says: str) -> None:

@@ -100,7 +100,7 @@ def test_queue_then_status(medlegal: Run) -> None:
         (["missing.html"], "", "medlegal: cannot read the message from missing.html: No such file or directory"),
         (["news.html", "--audience", "everyone"], "", "'everyone' is not an audience; use all, qme, hybrid, ca"),
         (["news.html", "--audience", "specialty:cardio"], "", "unknown specialty 'cardio'; use one of ortho, pmr"),
-        (["news.html", "--audience", "source:club"], "", "audience source:club is not available yet"),
+        (["news.html", "--audience", "source:club"], "", "no active subscriber is in audience source:club"),
         (["news.html", "--audience", "specialty:derm"], "", "no active subscriber is in audience specialty:derm"),
     ],
     ids=["unclosed", "div", "line", "empty", "no-file", "audience", "specialty", "source", "nobody"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Table, func, select
@@ -17,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.dialogue import Dialogue, Reply, Screen
+from bot.settings import Settings
+from bot.wiring import build_dialogue
+from db import polls, sources
 from db.models import Base, FlowSession
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -160,8 +164,23 @@ async def _users(sessions: Sessions) -> int:
         return int((await s.execute(select(func.count()).select_from(Base.metadata.tables["users"]))).scalar_one())
 
 
+async def _polls_and_links(sessions: Sessions) -> Dialogue:
+    """Both users arrive through a community start link and answer polls (the dialogue with every plugin)."""
+    dialogue = build_dialogue(Settings(_env_file=None), sessions)
+    async with sessions() as s, s.begin():
+        await sources.add_source(s, "ortho_club", "Ortho Club", date(2026, 11, 29))
+        fee = await polls.poll_by_key(s, "ime_fee")
+        types = await polls.poll_by_key(s, "ime_case_types")
+        assert fee is not None and types is not None
+    for user_id in (ERASED, KEPT):
+        await dialogue.command(user_id, "start", "ortho_club")
+        assert (await dialogue.press(user_id, f"pq:a:{fee.id}:1")).notice == "Saved."
+        assert (await dialogue.press(user_id, f"pq:d:{types.id}:5")).notice == "Saved."
+    return dialogue
+
+
 async def test_delete_me_erases_every_row_about_the_user_and_nothing_else(sessions: Sessions) -> None:
-    dialogue = Dialogue(sessions)
+    dialogue = await _polls_and_links(sessions)
     await _populate(dialogue)
 
     erased_sessions = await _session_ids(sessions, ERASED)
@@ -169,8 +188,9 @@ async def test_delete_me_erases_every_row_about_the_user_and_nothing_else(sessio
     assert len(erased_sessions) == 2 and len(kept_sessions) == 2
     before = await _snapshot(sessions)
     # the walk finds the user in every table the flow writes to, so the check below is not vacuous
-    assert set(_rows_about(before, ERASED, erased_sessions)) >= {"users", "flow_sessions", "answers", "recommendations"}
-    assert set(_rows_about(before, KEPT, kept_sessions)) >= {"users", "flow_sessions", "answers", "recommendations"}
+    written = {"users", "flow_sessions", "answers", "recommendations", "poll_votes", "user_sources"}
+    assert set(_rows_about(before, ERASED, erased_sessions)) >= written
+    assert set(_rows_about(before, KEPT, kept_sessions)) >= written
 
     confirm = await dialogue.command(ERASED, "delete_me")
     assert texts.DELETE_CONFIRM in _text(confirm)
