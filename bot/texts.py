@@ -5,6 +5,7 @@ from __future__ import annotations
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "Start or resume the decision flow"),
     ("roadmap", "Your roadmap, recomputed for today"),
+    ("progress", "Your checklist: tick the steps you have done"),
     ("remind", "Turn on QME exam reminders"),
     ("stop_reminders", "Turn off exam reminders"),
     ("restart", "Start the questions over"),
@@ -27,6 +28,7 @@ HELP = (
     "<b>Commands</b>\n"
     "/start - start, or resume where you stopped\n"
     "/roadmap - your roadmap again, recomputed for today and the current exam calendar\n"
+    "/progress - your checklist: tick each step as you finish it and see what comes next, with its date\n"
     "/remind, /stop_reminders - QME exam reminders on or off\n"
     "/restart - start the questions over\n"
     "/cancel - stop the current questions\n"
@@ -41,6 +43,7 @@ PRIVACY = (
     "• Your answers to the questions, the step you are on, and the recommendation I gave, with the times they "
     "were saved, so you can resume after a break and change an answer later.\n"
     "• Whether you want exam reminders, and the messages queued for you, so each goes out once.\n"
+    "• The progress steps you tick (with the day) and whether you want a weekly nudge, for your checklist.\n"
     "I do not store your name, username, phone number or the text of other messages.\n"
     "Aggregate statistics published by community admins never show an individual.\n\n"
     "/delete_me erases all of it at once."

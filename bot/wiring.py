@@ -7,10 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.admin_broadcast import BroadcastAdmin
 from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Dialogue
+from bot.progress import ProgressTracker
 from bot.settings import Settings
 
 
 def build_dialogue(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Dialogue:
     sittings = SittingsAdmin(sessions, settings.admin_ids, settings.current_date)
     broadcasts = BroadcastAdmin(sessions, settings.admin_ids)
-    return Dialogue(sessions, plugins=[sittings, broadcasts], settings=settings)
+    progress = ProgressTracker(sessions, settings)
+    return Dialogue(sessions, plugins=[sittings, broadcasts, progress], settings=settings)

@@ -22,6 +22,8 @@ from db.models import (
     ExamSitting,
     FlowSession,
     OutboxMessage,
+    ProgressNudge,
+    ProgressStep,
     RecommendationRow,
     Subscription,
     User,
@@ -195,6 +197,8 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
         delete(AdminAction).where(AdminAction.user_id == user_id),
         delete(OutboxMessage).where(OutboxMessage.user_id == user_id),
         delete(Subscription).where(Subscription.user_id == user_id),
+        delete(ProgressStep).where(ProgressStep.user_id == user_id),
+        delete(ProgressNudge).where(ProgressNudge.user_id == user_id),
         delete(User).where(User.id == user_id),
     ):
         result = await session.execute(stmt, execution_options={"synchronize_session": False})
