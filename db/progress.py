@@ -62,7 +62,7 @@ async def set_nudges(session: AsyncSession, user_id: int, active: bool, now: dat
     values: dict[str, Any] = {"active": active, "updated_at": at}
     if active:
         values["since"] = at
-    stmt = _insert(session)(ProgressNudge).values(user_id=user_id, since=at, created_at=at, **values)
+    stmt = _insert(session)(ProgressNudge).values({"user_id": user_id, "since": at, "created_at": at} | values)
     stmt = stmt.on_conflict_do_update(index_elements=["user_id"], set_=values)
     await session.execute(stmt)
     if not active:

@@ -63,7 +63,7 @@ def suppress(rows: Sequence[FunnelRow], k: int) -> list[Shown]:
     shown: list[Shown] = []
     for track in ("qme", "ime"):
         part = [r for r in rows if r.track == track]
-        shown += _suppress_track(part, k)
+        shown += _suppress_track(part, k) if part else []
     return shown
 
 
