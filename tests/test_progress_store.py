@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,10 +29,10 @@ TODAY = date(2026, 11, 29)
 T0 = datetime(2026, 11, 29, 15, 30, tzinfo=LA)  # nudges turned on: the first is due Mon 7 Dec 2026, 9:00
 
 
-def _settings(**extra: object) -> Settings:
-    base: dict[str, object] = {"reminder_days": (30, 7, 1), "reminder_hour": 9, "timezone": "America/Los_Angeles",
-                               "today": TODAY, "k_min": 5, "admin_ids": frozenset({99})}  # fmt: skip
-    return Settings.model_construct(**(base | extra))
+def _settings() -> Settings:
+    return Settings.model_construct(
+        reminder_days=(30, 7, 1), reminder_hour=9, timezone="America/Los_Angeles", today=TODAY, k_min=5
+    )
 
 
 class Clock:
@@ -199,3 +201,13 @@ async def test_delete_user_erases_the_tracker_rows(sessions: Sessions) -> None:
         steps = (await session.execute(select(ProgressStep.user_id))).scalars().all()
         nudges = (await session.execute(select(ProgressNudge.user_id))).scalars().all()
     assert list(steps) == [2] and list(nudges) == [2]
+
+
+def test_k_min_defaults_to_5_and_is_never_below_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDLEGAL_K_MIN", raising=False)
+    assert Settings(_env_file=None).k_min == 5
+    monkeypatch.setenv("MEDLEGAL_K_MIN", "3")
+    assert Settings(_env_file=None).k_min == 3
+    monkeypatch.setenv("MEDLEGAL_K_MIN", "2")
+    with pytest.raises(ValidationError, match="greater than or equal to 3"):
+        Settings(_env_file=None)
