@@ -211,3 +211,25 @@ def test_k_min_defaults_to_5_and_is_never_below_3(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MEDLEGAL_K_MIN", "2")
     with pytest.raises(ValidationError, match="greater than or equal to 3"):
         Settings(_env_file=None)
+
+
+async def test_progress_answers_every_situation_and_bad_button(sessions: Sessions) -> None:
+    dialogue, _ = _setup(sessions, Clock(T0))
+    before = await dialogue.command(1, "progress")
+    assert "once you've answered the questions" in before.send[0].text
+    resident = ["md", "active", ("none",), "training", "resident", "ortho"]
+    reply = await answer_all(dialogue, 2, resident)
+    assert "Recommendation: Not yet" in reply.send[-1].text, reply.send[-1].text
+    not_yet = await dialogue.command(2, "progress")
+    assert "no checklist to tick yet" in not_yet.send[0].text and not not_yet.send[0].buttons()
+
+    await answer_all(dialogue, 1, ORTHO)
+    for forged in ("prg:t:bogus:1", "prg:t:ime_source:1", "prg:t:eligible:2", "prg:zap", "prg:" + "x" * 60):
+        reply = await dialogue.press(1, forged)
+        assert reply.notice is not None, forged
+        assert "Your progress: California QME" in reply.send[0].text, forged
+    async with sessions() as session:
+        assert await store.done_steps(session, 1) == {}
+    assert await dialogue.text(1, "Exam passed") is not None  # free text is the dialogue's as before
+    async with sessions() as session:
+        assert await store.done_steps(session, 1) == {}
