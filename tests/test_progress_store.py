@@ -217,7 +217,7 @@ async def test_progress_answers_every_situation_and_bad_button(sessions: Session
     dialogue, _ = _setup(sessions, Clock(T0))
     before = await dialogue.command(1, "progress")
     assert "once you've answered the questions" in before.send[0].text
-    resident = ["md", "active", ("none",), "training", "resident", "ortho"]
+    resident: list[str | tuple[str, ...]] = ["md", "active", ("none",), "training", "resident", "ortho"]
     reply = await answer_all(dialogue, 2, resident)
     assert "Recommendation: Not yet" in reply.send[-1].text, reply.send[-1].text
     not_yet = await dialogue.command(2, "progress")
