@@ -164,7 +164,7 @@ def build_roadmap(
             ready_on=license_ready,
             course_lead_days=0 if COURSE in ticked else facts.course.lead.days,
             default_gap_days=facts.exam.deadline_gap.days,
-            deadlines_matter=APPLIED not in ticked,
+            applied=APPLIED in ticked,
         )
 
     sections: list[Section] = []
@@ -401,7 +401,7 @@ def _sitting_items(b: _Builder, plan: SittingPlan, license_ready: date | None) -
         why = f"{missed.why_not} ({day(missed.deadline)}{assumed})"
         items.append(Item(f"The {window(missed.sitting)} window can't be made: {why}."))
     if plan.next is not None:
-        items.append(Item("Next exam you can make: " + _option_line(b, plan.next)))
+        items.append(Item("Next exam you can make: " + _option_line(b, plan.next, applied=APPLIED in b.done)))
         if plan.following is not None:
             items.append(Item("The one after: " + _option_line(b, plan.following)))
         else:
@@ -423,7 +423,7 @@ def _left(days: int, what: str) -> str:
     return f"{days} day{'' if days == 1 else 's'} left {what}"
 
 
-def _option_line(b: _Builder, option: SittingOption) -> str:
+def _option_line(b: _Builder, option: SittingOption, *, applied: bool = False) -> str:
     f = b.facts
     assumed = f" (assumed {f.exam.deadline_gap.days} days before the window)" if option.deadline_assumed else ""
     lead = f.course.lead.days
@@ -439,7 +439,7 @@ def _option_line(b: _Builder, option: SittingOption) -> str:
     note = option.sitting.note.rstrip(".")
     apply = (
         "you have applied"
-        if APPLIED in b.done
+        if applied
         else f"apply by {day(option.deadline)}{assumed}: {_left(option.days_to_deadline, 'to apply')}"
     )
     return f"{window(option.sitting)}; {apply}, {option.days_to_window} days to the window.{course}" + (

@@ -65,13 +65,14 @@ def plan_sittings(
     ready_on: date | None = None,
     course_lead_days: int,
     default_gap_days: int,
-    deadlines_matter: bool = True,
+    applied: bool = False,
 ) -> SittingPlan:
     """Choose the next makeable sitting and the one after it.
 
     `ready_on` is the first day the physician can file an application (today, or later when a California license
     has to come first). The course never rules a sitting out: it is required before appointment, not the exam.
-    With `deadlines_matter` False (the physician has filed their application) any window still to open can be made.
+    With `applied` (the physician has filed for the first window still to open) that window's deadline no longer
+    rules it out; later windows still need theirs.
     """
     ready = max(today, ready_on or today)
     options: list[SittingOption] = []
@@ -79,7 +80,7 @@ def plan_sittings(
         if sitting.first_day <= today:
             continue
         deadline, assumed = effective_deadline(sitting, default_gap_days)
-        if not deadlines_matter:
+        if applied and not options:
             why = None
         elif deadline < today:
             why = "its application deadline has passed"

@@ -16,7 +16,7 @@ from flows.progress_steps import KEYS, load_steps
 from flows.recommend import Path
 from flows.reminders import plan_reminders
 from flows.roadmap import Roadmap, build_roadmap
-from flows.sittings import Sitting
+from flows.sittings import Sitting, plan_sittings
 from tests.test_roadmap import ANSWERS, NEPHRO, ORTHO, PMR, RESIDENT
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -69,8 +69,10 @@ def test_a_filed_application_keeps_the_window_applied_for_and_drops_deadline_rem
     assert applied.plan is not None and applied.plan.next is not None and applied.plan.next.sitting == APRIL
     assert applied.sitting_lines[0].startswith("Next exam you can make: 5-11 Apr 2027; you have applied, 35 days")
     assert "File QME Form 100" not in texts(applied) and "deadline" not in {e.key for e in applied.events}
-    assert {event for event, _ in reminders(ortho({"applied"}))} == {"window"}
-    assert {event for event, _ in reminders(ortho())} == {"deadline", "window"}
+    assert "The one after: 4-10 Oct 2027; apply by 20 Aug 2027" in " ".join(applied.sitting_lines)  # if needed
+    deadlines = [d for event, d in reminders(ortho({"applied"})) if event == "deadline"]
+    assert deadlines == [date(2027, 8, 20)]  # April's deadline reminders go; October's stay
+    assert [d for event, d in reminders(ortho()) if event == "deadline"] == [date(2027, 2, 19), date(2027, 8, 20)]
 
 
 def test_exam_passed_removes_sittings_and_brings_appointment_steps_forward() -> None:
@@ -240,3 +242,11 @@ def test_no_suppressed_count_can_be_worked_out(counts: list[int], k: int) -> Non
 def test_suppression_uses_the_configured_k(k: int) -> None:
     texts_shown = {s.text for s in suppress(_rows([4, 0, 0, 0, 0, 0, 10], total=14), k)}
     assert f"<{k}" in texts_shown
+
+
+def test_applied_lifts_only_the_first_windows_deadline() -> None:
+    late = Sitting(date(2027, 10, 4), date(2027, 10, 10), date(2027, 2, 25), id=3)  # an odd, early deadline
+    plan = plan_sittings([APRIL, late], MARCH, course_lead_days=21, default_gap_days=45, applied=True)
+    assert plan.next is not None and plan.next.sitting == APRIL
+    assert plan.following is None  # October's own deadline has passed and still counts
+    assert plan_sittings([APRIL, late], MARCH, course_lead_days=21, default_gap_days=45).next is None
