@@ -22,6 +22,7 @@ from bot.exam_calendar import stored_sittings
 from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
 from bot.settings import Settings
 from db import outbox, sources
+from db import progress as progress_store
 from db import repository as repo
 from db.models import User
 from flows.conditions import Answer
@@ -235,7 +236,7 @@ class Dialogue:
         self, session: AsyncSession, user_id: int, *, on: bool, state: FlowState, turn: int
     ) -> Reply:
         """Subscribe or unsubscribe; only a roadmap with QME exam dates has anything to remind of."""
-        roadmap = await self.roadmap(session, state)
+        roadmap = await self.roadmap(session, state, user_id=user_id)
         if on and not roadmap_view.has_exam_dates(roadmap):
             return Reply(notice=texts.REMINDERS_IME_ONLY, send=[Screen(texts.REMINDERS_IME_ONLY)])
         await outbox.set_subscribed(session, user_id, on)
@@ -309,7 +310,7 @@ class Dialogue:
             if verb in {"u", "v"} and state.complete:
                 return await self._set_reminders(session, user_id, on=verb == "u", state=state, turn=flow.turn)
             if verb == "g" and state.complete:
-                return Reply(send=roadmap_view.detail_screens(await self.roadmap(session, state)))
+                return Reply(send=roadmap_view.detail_screens(await self.roadmap(session, state, user_id=user_id)))
             if verb == "k" and state.complete:
                 document = await self._calendar(session, user_id, state)
                 return Reply(notice=texts.CALENDAR_SENT, documents=[document])
@@ -489,15 +490,19 @@ class Dialogue:
         rows.append((Button(texts.SHOW_RECOMMENDATION, f"r:{turn}"),))
         return Screen("\n".join(lines), tuple(rows))
 
-    async def roadmap(self, session: AsyncSession, state: FlowState, rec: Recommendation | None = None) -> Roadmap:
-        """The roadmap recomputed for today and the current exam calendar."""
+    async def roadmap(
+        self, session: AsyncSession, state: FlowState, rec: Recommendation | None = None, *, user_id: int | None = None
+    ) -> Roadmap:
+        """The roadmap recomputed for today, the current exam calendar and the progress steps the user ticked."""
         sittings = await stored_sittings(session)
-        return build_roadmap(state.answers, self.settings.current_date(), sittings, defn=self.defn, recommendation=rec)
+        done = await progress_store.done_steps(session, user_id) if user_id is not None else {}
+        today = self.settings.current_date()
+        return build_roadmap(state.answers, today, sittings, defn=self.defn, recommendation=rec, done=done)
 
     async def _roadmap_screen(
         self, session: AsyncSession, user_id: int, state: FlowState, turn: int, rec: Recommendation | None = None
     ) -> Screen:
-        roadmap = await self.roadmap(session, state, rec)
+        roadmap = await self.roadmap(session, state, rec, user_id=user_id)
         subscribed = await outbox.is_subscribed(session, user_id) if roadmap_view.has_exam_dates(roadmap) else None
         return Screen(
             roadmap_view.summary_text(roadmap, subscribed, self.settings),
@@ -505,7 +510,7 @@ class Dialogue:
         )
 
     async def _calendar(self, session: AsyncSession, user_id: int, state: FlowState) -> Document:
-        roadmap = await self.roadmap(session, state)
+        roadmap = await self.roadmap(session, state, user_id=user_id)
         s = self.settings
         content = ics_bytes(
             roadmap.events,

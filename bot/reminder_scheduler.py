@@ -21,8 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot import texts
 from bot.exam_calendar import stored_sittings
+from bot.progress_nudge import queue_nudges
 from bot.settings import Settings
 from db import outbox
+from db import progress as progress_store
 from db import repository as repo
 from flows.engine import FlowEngine, restore
 from flows.facts import load_facts
@@ -53,7 +55,7 @@ class ReminderScheduler:
         self._stopped = asyncio.Event()
 
     async def run_once(self) -> int:
-        """One pass over every subscriber; returns how many reminders were newly queued."""
+        """One pass over every subscriber; returns how many reminders and progress nudges were newly queued."""
         now = self.clock()
         today = self.settings.today or now.astimezone(self.settings.zone).date()
         fee = load_facts().exam.fee.amount
@@ -68,7 +70,8 @@ class ReminderScheduler:
                 if flow is not None and flow.status == "completed":
                     state = restore(self.flow, flow.answers, None)
                     if state.complete:
-                        roadmap = build_roadmap(state.answers, today, sittings, defn=self.flow.defn)
+                        done = await progress_store.done_steps(session, user_id)
+                        roadmap = build_roadmap(state.answers, today, sittings, defn=self.flow.defn, done=done)
                         planned = plan_reminders(
                             roadmap,
                             user_id=user_id,
@@ -91,6 +94,10 @@ class ReminderScheduler:
                 await outbox.skip_pending_reminders(
                     session, user_id, keep={r.key for r in planned}, reason="no longer on the roadmap"
                 )
+            # The weekly progress nudges (their own opt-in) ride on the same pass and the same outbox.
+            queued += await queue_nudges(
+                session, now=now, today=today, sittings=sittings, settings=self.settings, flow=self.flow
+            )
         return queued
 
     async def _hold_lock(self) -> bool:
@@ -114,7 +121,7 @@ class ReminderScheduler:
                 if await self._hold_lock():
                     queued = await self.run_once()
                     if queued:
-                        log.info("queued %d exam reminders", queued)
+                        log.info("queued %d exam reminders and nudges", queued)
             except Exception:  # a database outage must not end the loop; the next pass catches up
                 log.exception("reminder pass failed")
                 await self._release()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from bot.screens import Button, Screen, esc
 from bot.settings import Settings
+from flows.progress_steps import load_steps
+from flows.recommend import Path
 from flows.roadmap import Item, Roadmap, day
 
 MAX_MESSAGE = 3900  # Telegram allows 4096 characters; leave room for entities
@@ -46,6 +48,9 @@ def summary_text(roadmap: Roadmap, subscribed: bool | None = None, settings: Set
             "<b>State rules</b>",
             f"• {esc(names)} {verb} own rules for evaluators: see the full roadmap.",
         ]
+    if roadmap.done:
+        labels = [s.label for s in load_steps().for_path(roadmap.path) if s.key in roadmap.done]
+        lines += ["", f"<b>Done</b>: {esc('; '.join(labels))} (/progress)"] if labels else []
     if roadmap.next_steps:
         lines += ["", "<b>Next steps</b>"] + [_item_line(item, full=False) for item in roadmap.next_steps]
     if subscribed is not None and settings is not None:
@@ -98,5 +103,7 @@ def roadmap_keyboard(roadmap: Roadmap, turn: int, subscribed: bool | None = None
             else Button("🔔 Remind me of exam dates", f"u:{turn}")
         )
         rows.append((toggle,))
+    if roadmap.path is not Path.NOT_YET:
+        rows.append((Button("✅ My progress", "prg:o"),))  # bot.progress owns the "prg" verb
     rows += [(Button("✏️ Review or change answers", f"s:{turn}"),), (Button("🔁 Start over", f"n:{turn}"),)]
     return tuple(rows)

@@ -50,6 +50,7 @@ from telegram.ext import ExtBot
 from bot.rate_limit import BULK, BULK_WAITED, retry_seconds
 from bot.settings import Settings
 from db import outbox
+from db import progress as progress_store
 from db.models import Broadcast, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -351,8 +352,11 @@ class OutboxSender:
             b = await outbox.get_broadcast(session, broadcast_id)
             if b is not None:
                 broadcasts[broadcast_id] = b
-        # Reminders and every broadcast audience (db.audience) are drawn from active subscribers.
-        unsubscribed = await outbox.unsubscribed(session, {r.user_id for r in rows})
+        # Reminders and every broadcast audience (db.audience) are drawn from active subscribers; weekly progress
+        # nudges have their own opt-in.
+        nudge = progress_store.NUDGE_KIND
+        unsubscribed = await outbox.unsubscribed(session, {r.user_id for r in rows if r.kind != nudge})
+        unsubscribed_nudges = await progress_store.nudges_off(session, {r.user_id for r in rows if r.kind == nudge})
         deliveries: list[_Delivery] = []
         skips: list[outbox.Resolution] = []
         for row in rows:
@@ -360,7 +364,7 @@ class OutboxSender:
             text = row.text if row.text is not None else (broadcast.text if broadcast is not None else None)
             if broadcast is not None and broadcast.status == "cancelled":
                 skips.append(outbox.skipped(row, "cancelled"))
-            elif row.user_id in unsubscribed:
+            elif row.user_id in (unsubscribed_nudges if row.kind == nudge else unsubscribed):
                 skips.append(outbox.skipped(row, "unsubscribed"))
             elif not text:
                 skips.append(outbox.skipped(row, "nothing to send"))
@@ -446,6 +450,7 @@ class OutboxSender:
         async def work(session: AsyncSession) -> None:
             if await outbox.mark_failed(session, row, _describe(exc)):
                 await outbox.unsubscribe_after_block(session, row.user_id)
+                await progress_store.stop_nudges_after_block(session, row.user_id)
 
         await self._writer.write(work)
 

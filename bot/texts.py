@@ -5,6 +5,7 @@ from __future__ import annotations
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", "Start or resume the decision flow"),
     ("roadmap", "Your roadmap, recomputed for today"),
+    ("progress", "Your checklist: tick the steps you have done"),
     ("remind", "Turn on QME exam reminders"),
     ("estimate", "What QME and IME work could gross"),
     ("stop_reminders", "Turn off exam reminders"),
@@ -29,6 +30,7 @@ HELP = (
     "<b>Commands</b>\n"
     "/start - start, or resume where you stopped\n"
     "/roadmap - your roadmap again, recomputed for today and the current exam calendar\n"
+    "/progress - your checklist: tick each step as you finish it and see what comes next, with its date\n"
     "/remind, /stop_reminders - QME exam reminders on or off\n"
     "/estimate - what QME and IME work could gross a month and a year, with sources\n"
     "/polls - short community polls; after answering you see how peers answered (totals only)\n"
@@ -47,6 +49,7 @@ PRIVACY = (
     "• Whether you want exam reminders, and the messages queued for you, so each goes out once.\n"
     "• Your poll answers (with the day only) and the community link you first arrived through, which are "
     "only ever counted in totals.\n"
+    "• The progress steps you tick (with the day) and whether you want a weekly nudge, for your checklist.\n"
     "I do not store your name, username, phone number or the text of other messages.\n"
     "Aggregate statistics published by community admins never show an individual.\n\n"
     "/delete_me erases all of it at once."

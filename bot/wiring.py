@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.admin_broadcast import BroadcastAdmin
 from bot.admin_polls import PollsAdmin
 from bot.admin_sittings import SittingsAdmin
-from bot.dialogue import Dialogue
+from bot.dialogue import Dialogue, Plugin
 from bot.estimator import Estimator
 from bot.polls import PollsPlugin
+from bot.progress import ProgressTracker
 from bot.settings import Settings
 
 PLACEHOLDER_USERNAME = "YourBotUsername"
@@ -30,4 +31,6 @@ def build_dialogue(
     k_min = lambda: settings.k_min  # noqa: E731
     polls = PollsPlugin(sessions, settings.current_date, k_min)
     polls_admin = PollsAdmin(sessions, settings.admin_ids, settings.current_date, k_min, bot_username)
-    return Dialogue(sessions, plugins=[sittings, broadcasts, estimator, polls, polls_admin], settings=settings)
+    progress = ProgressTracker(sessions, settings)
+    plugins: list[Plugin] = [sittings, broadcasts, estimator, polls, polls_admin, progress]
+    return Dialogue(sessions, plugins=plugins, settings=settings)

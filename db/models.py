@@ -318,3 +318,36 @@ class UserSource(Base):
     )
     source_id: Mapped[int] = mapped_column(ForeignKey("community_sources.id", ondelete="CASCADE"), index=True)
     started_on: Mapped[date] = mapped_column(Date)
+
+
+class ProgressStep(Base):
+    """A progress step the physician ticked on /progress (flows/data/progress.toml keys), with the day it was ticked.
+
+    Unticking deletes the row, so the table holds exactly the steps done.
+    """
+
+    __tablename__ = "progress_steps"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    done_on: Mapped[date] = mapped_column(Date)
+    """Day resolution, in MEDLEGAL_TIMEZONE (or MEDLEGAL_TODAY)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProgressNudge(Timestamps, Base):
+    """The physician's opt-in to a weekly nudge about their next open step.
+
+    `since` is when it was last turned on: the first nudge comes a week later, each next one a week after the last
+    nudge queued (read back from the outbox), so the schedule survives restarts and never doubles up.
+    """
+
+    __tablename__ = "progress_nudges"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))

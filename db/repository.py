@@ -23,6 +23,8 @@ from db.models import (
     FlowSession,
     OutboxMessage,
     PollVote,
+    ProgressNudge,
+    ProgressStep,
     RecommendationRow,
     Subscription,
     User,
@@ -199,6 +201,8 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
         delete(Subscription).where(Subscription.user_id == user_id),
         delete(PollVote).where(PollVote.user_id == user_id),
         delete(UserSource).where(UserSource.user_id == user_id),
+        delete(ProgressStep).where(ProgressStep.user_id == user_id),
+        delete(ProgressNudge).where(ProgressNudge.user_id == user_id),
         delete(User).where(User.id == user_id),
     ):
         result = await session.execute(stmt, execution_options={"synchronize_session": False})

@@ -1,7 +1,9 @@
 """Which exam reminders a physician should get, and when: a pure function of their roadmap and the clock.
 
 Reminders cover the application deadline and the first day of each sitting on the physician's own roadmap (the
-next one they can make and the one after it); sittings they cannot make and IME-only roadmaps get none. Each
+next one they can make and the one after it); sittings they cannot make and IME-only roadmaps get none. The
+roadmap is built from the progress steps ticked, so a filed application drops the reminders of its deadline and a
+passed exam drops them all (its roadmap has no sittings). Each
 reminder goes out a configured number of days before, at a local hour in the configured zone, so a
 daylight-saving change moves nothing: 9:00 stays 9:00 on the wall clock.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from flows.progress_steps import APPLIED
 from flows.roadmap import Roadmap, day, window
 from flows.sittings import SittingOption
 
@@ -65,6 +68,8 @@ def plan_reminders(
             ("deadline", option.deadline, _deadline_text(option, fee)),
             ("window", sitting.first_day, _window_text(option)),
         ]
+        if APPLIED in roadmap.done and roadmap.plan is not None and option is roadmap.plan.next:
+            events = events[1:]  # filed for this window: its deadline no longer concerns the physician
         for event, event_day, describe in events:
             if event_day < local_now.date():
                 continue

@@ -7,13 +7,14 @@ data, every date is computed from today and the calendar, and nothing here is fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from flows.conditions import Answer, evaluate
 from flows.definition import FlowDefinition, load_definition
 from flows.facts import CONFIDENCE_WORDS, Fact, Facts, ListFact, SpecialtyFit, load_facts
+from flows.progress_steps import APPLIED, APPOINTED, COURSE, ELIGIBLE, IME_REPORT, IME_SOURCE, PANEL, PASSED, known
 from flows.recommend import Path, Recommendation, recommend
 from flows.sittings import Sitting, SittingOption, SittingPlan, plan_sittings
 
@@ -71,6 +72,8 @@ class Roadmap:
     recommendation: Recommendation | None = field(default=None, compare=False)
     states_with_rules: tuple[str, ...] = ()
     """Names of the physician's states that add their own rules (detailed in the "states" section)."""
+    done: frozenset[str] = frozenset()
+    """The progress steps the physician has ticked (flows.progress_steps keys); the roadmap is built around them."""
 
     def section(self, key: str) -> Section | None:
         return next((s for s in self.sections if s.key == key), None)
@@ -95,11 +98,19 @@ def _month_names(months: Sequence[int]) -> str:
 
 
 class _Builder:
-    def __init__(self, answers: Mapping[str, Answer], facts: Facts, defn: FlowDefinition, today: date) -> None:
+    def __init__(
+        self,
+        answers: Mapping[str, Answer],
+        facts: Facts,
+        defn: FlowDefinition,
+        today: date,
+        done: frozenset[str] = frozenset(),
+    ) -> None:
         self.answers = answers
         self.facts = facts
         self.defn = defn
         self.today = today
+        self.done = done
 
     def cite(self, fact: Fact | SpecialtyFit | ListFact) -> Cite:
         return Cite(fact.source, fact.confidence, self.facts.checked_on(fact), self.facts.is_stale(fact, self.today))
@@ -126,29 +137,38 @@ def build_roadmap(
     facts: Facts | None = None,
     defn: FlowDefinition | None = None,
     recommendation: Recommendation | None = None,
+    done: Collection[str] = (),
 ) -> Roadmap:
+    """The roadmap for today; `done` holds the progress steps already ticked, which drop out of the roadmap.
+
+    Course done: no course lead time, only the application deadline decides the next sitting. Application filed:
+    its deadline no longer matters (the next window is the one applied for). Exam passed: no sittings at all, and
+    the appointment steps come forward.
+    """
     facts = facts or load_facts()
     defn = defn or load_definition()
     rec = recommendation or recommend(answers, defn)
-    b = _Builder(answers, facts, defn, today)
+    ticked = known(done)
+    b = _Builder(answers, facts, defn, today, ticked)
     qme = rec.path in {Path.QME, Path.HYBRID}
     ime = rec.path in {Path.IME, Path.HYBRID}
 
     plan: SittingPlan | None = None
     license_ready: date | None = None
-    if qme:
-        if answers.get("ca_license") == "willing":
+    if qme and PASSED not in ticked:
+        if answers.get("ca_license") == "willing" and APPLIED not in ticked:
             license_ready = today + timedelta(days=facts.ca_license.lead.days)
         plan = plan_sittings(
             sittings,
             today,
             ready_on=license_ready,
-            course_lead_days=facts.course.lead.days,
+            course_lead_days=0 if COURSE in ticked else facts.course.lead.days,
             default_gap_days=facts.exam.deadline_gap.days,
+            applied=APPLIED in ticked,
         )
 
     sections: list[Section] = []
-    qme_steps = _qme_steps(b, plan, license_ready) if qme else []
+    qme_steps = (_qme_steps(b, plan, license_ready) if PASSED not in ticked else _appointment_steps(b)) if qme else []
     ime_steps = _ime_steps(b, rec.path is Path.HYBRID) if ime else []
     if rec.path is Path.NOT_YET:
         not_yet = [Item(text, b.cite(facts.not_yet)) for text in facts.not_yet.steps]
@@ -161,6 +181,7 @@ def build_roadmap(
     sitting_items = _sitting_items(b, plan, license_ready) if plan is not None else ()
     if plan is not None:
         sections.append(Section("sittings", "QME exam sittings", sitting_items))
+
     if rec.path is not Path.NOT_YET:
         sections.append(Section("money", "Money", tuple(_money(b, qme, ime))))
         sections.append(Section("fit", "Your specialty and case types", tuple(_fit(b, qme, ime))))
@@ -196,6 +217,7 @@ def build_roadmap(
         states_with_rules=tuple(rule.name for key in b.picked("other_states") if (rule := facts.state(key)))
         if ime
         else (),
+        done=ticked,
     )
 
 
@@ -245,15 +267,19 @@ def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None
                 f"Get your California license, aiming for {day(license_ready)} (our planning assumption).",
             )
         )
-    steps.append(b.item(f.eligibility.license, None, "Confirm eligibility now."))
-    steps.append(b.item(_eligibility_fact(b)))
-    steps.append(b.item(f.eligibility.treatment))
-    if b.answers.get("profession") == "dc":
+    if ELIGIBLE not in b.done:
+        steps.append(b.item(f.eligibility.license, None, "Confirm eligibility now."))
+        steps.append(b.item(_eligibility_fact(b)))
+        steps.append(b.item(f.eligibility.treatment))
+    if b.answers.get("profession") == "dc" and APPLIED not in b.done:
         steps.append(b.item(f.course.chiropractor))
-    apply, course = _application_step(b, nxt), _course_step(b, nxt)
+    apply = None if APPLIED in b.done else _application_step(b, nxt)
+    course = None if COURSE in b.done else _course_step(b, nxt)
     # Chronological when both are dated; otherwise the course first, so it is done while waiting for a window.
-    in_order = apply.due is not None and course.due is not None and apply.due <= course.due
-    steps += [apply, course] if in_order else [course, apply]
+    pair = [s for s in (course, apply) if s is not None]
+    if apply is not None and course is not None and apply.due is not None and course.due is not None:
+        pair = [apply, course] if apply.due <= course.due else [course, apply]
+    steps += pair
     steps.append(b.item(f.exam.review))
     if nxt is not None:
         text = f"Sit the exam in the {window(nxt.sitting)} window."
@@ -264,6 +290,25 @@ def _qme_steps(b: _Builder, plan: SittingPlan | None, license_ready: date | None
     steps.append(b.item(f.appointment.fees))
     steps.append(b.item(f.appointment.offices))
     steps.append(b.item(f.appointment.panels))
+    steps.append(b.item(f.reappointment))
+    return steps
+
+
+def _appointment_steps(b: _Builder) -> list[Item]:
+    """After the exam: the steps written for this physician, so they lead the roadmap's next steps."""
+    f = b.facts
+    steps: list[Item] = []
+    if COURSE not in b.done:
+        text = f"Finish the {f.course.hours}-hour report-writing course: it is required before appointment."
+        steps.append(b.item(f.course, None, text))
+    if APPOINTED not in b.done:
+        text = "You passed: pay the annual QME fee DWC bills you and file SFI Form 124 to join the roster."
+        steps.append(b.item(f.appointment.fees, None, text))
+    steps.append(b.item(f.appointment.offices))
+    if PANEL not in b.done:
+        text = "List your offices and availability with DWC; panels are then drawn at random."
+        steps.append(b.item(f.appointment.panels, None, text))
+    steps.append(b.item(f.appointment.time))
     steps.append(b.item(f.reappointment))
     return steps
 
@@ -311,13 +356,12 @@ def _ime_steps(b: _Builder, hybrid: bool) -> list[Item]:
         first = b.item(f.ime.license, None, text)
     else:
         first = b.item(f.ime.license)
-    steps = [
-        first,
-        b.item(f.ime.insurance),
-        b.item(f.ime.reports),
-        b.item(f.ime.referrals),
-        b.item(f.ime.lead),
-    ]
+    steps = [first, b.item(f.ime.insurance)]
+    if IME_REPORT not in b.done:
+        steps.append(b.item(f.ime.reports))
+    if IME_SOURCE not in b.done:
+        steps.append(b.item(f.ime.referrals))
+        steps.append(b.item(f.ime.lead))
     if b.answers.get("ca_license") == "active" or hybrid:
         steps.append(b.item(f.ime.california))
     return steps
@@ -357,7 +401,7 @@ def _sitting_items(b: _Builder, plan: SittingPlan, license_ready: date | None) -
         why = f"{missed.why_not} ({day(missed.deadline)}{assumed})"
         items.append(Item(f"The {window(missed.sitting)} window can't be made: {why}."))
     if plan.next is not None:
-        items.append(Item("Next exam you can make: " + _option_line(b, plan.next)))
+        items.append(Item("Next exam you can make: " + _option_line(b, plan.next, applied=APPLIED in b.done)))
         if plan.following is not None:
             items.append(Item("The one after: " + _option_line(b, plan.following)))
         else:
@@ -379,22 +423,27 @@ def _left(days: int, what: str) -> str:
     return f"{days} day{'' if days == 1 else 's'} left {what}"
 
 
-def _option_line(b: _Builder, option: SittingOption) -> str:
+def _option_line(b: _Builder, option: SittingOption, *, applied: bool = False) -> str:
     f = b.facts
     assumed = f" (assumed {f.exam.deadline_gap.days} days before the window)" if option.deadline_assumed else ""
     lead = f.course.lead.days
     course = (
-        f"At our planning pace of about {lead} days for the {f.course.hours}-hour course (an assumption), "
+        ""
+        if COURSE in b.done
+        else f" At our planning pace of about {lead} days for the {f.course.hours}-hour course (an assumption), "
         "there is time to finish it first."
         if option.course_in_time
-        else f"At our planning pace of about {lead} days, the {f.course.hours}-hour course won't fit before the exam; "
-        "it is needed only before appointment."
+        else f" At our planning pace of about {lead} days, the {f.course.hours}-hour course won't fit before the "
+        "exam; it is needed only before appointment."
     )
     note = option.sitting.note.rstrip(".")
-    return (
-        f"{window(option.sitting)}; apply by {day(option.deadline)}{assumed}: "
-        f"{_left(option.days_to_deadline, 'to apply')}, {option.days_to_window} days to the window. {course}"
-        + (f" {note}." if note else "")
+    apply = (
+        "you have applied"
+        if applied
+        else f"apply by {day(option.deadline)}{assumed}: {_left(option.days_to_deadline, 'to apply')}"
+    )
+    return f"{window(option.sitting)}; {apply}, {option.days_to_window} days to the window.{course}" + (
+        f" {note}." if note else ""
     )
 
 
@@ -443,7 +492,7 @@ def _events(b: _Builder, plan: SittingPlan | None, license_ready: date | None) -
     nxt = plan.next
     if nxt is not None:
         s = nxt.sitting
-        if nxt.course_in_time:
+        if nxt.course_in_time and COURSE not in b.done:
             by = s.first_day - timedelta(days=1)
             events.append(
                 CalendarEvent(
@@ -451,15 +500,16 @@ def _events(b: _Builder, plan: SittingPlan | None, license_ready: date | None) -
                 )
             )
         assumed = " (assumed; check the exam packet)" if nxt.deadline_assumed else ""
-        events.append(
-            CalendarEvent(
-                "deadline",
-                "QME application deadline: Forms 100 and 102" + assumed,
-                nxt.deadline,
-                nxt.deadline,
-                f"{f.exam.deadline_gap.text} Exam fee ${f.exam.fee.amount}. {f.meta.dwc_qme_page}",
+        if APPLIED not in b.done:
+            events.append(
+                CalendarEvent(
+                    "deadline",
+                    "QME application deadline: Forms 100 and 102" + assumed,
+                    nxt.deadline,
+                    nxt.deadline,
+                    f"{f.exam.deadline_gap.text} Exam fee ${f.exam.fee.amount}. {f.meta.dwc_qme_page}",
+                )
             )
-        )
         events.append(
             CalendarEvent(
                 "exam",

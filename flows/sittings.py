@@ -65,11 +65,14 @@ def plan_sittings(
     ready_on: date | None = None,
     course_lead_days: int,
     default_gap_days: int,
+    applied: bool = False,
 ) -> SittingPlan:
     """Choose the next makeable sitting and the one after it.
 
     `ready_on` is the first day the physician can file an application (today, or later when a California license
     has to come first). The course never rules a sitting out: it is required before appointment, not the exam.
+    With `applied` (the physician has filed for the first window still to open) that window's deadline no longer
+    rules it out; later windows still need theirs.
     """
     ready = max(today, ready_on or today)
     options: list[SittingOption] = []
@@ -77,7 +80,9 @@ def plan_sittings(
         if sitting.first_day <= today:
             continue
         deadline, assumed = effective_deadline(sitting, default_gap_days)
-        if deadline < today:
+        if applied and not options:
+            why = None
+        elif deadline < today:
             why = "its application deadline has passed"
         elif deadline < ready:
             why = "your California license would not be in hand by its application deadline"

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.dialogue import Dialogue, Reply, Screen
+from bot.progress import ProgressTracker
 from bot.settings import Settings
 from bot.wiring import build_dialogue
 from db import polls, sources
@@ -294,3 +295,26 @@ async def test_delete_me_for_an_unknown_user_stores_nothing(sessions: Sessions) 
     reply = await dialogue.command(555, "delete_me")
     assert texts.DELETE_NOTHING in _text(reply)
     assert await _users(sessions) == 0
+
+
+async def test_delete_me_erases_the_progress_tracker_rows(sessions: Sessions) -> None:
+    """The tracker's plugin writes ticked steps and the nudge opt-in; /delete_me erases them with the rest."""
+    dialogue = Dialogue(sessions, plugins=[ProgressTracker(sessions, Settings.model_construct())])
+    await _populate(dialogue)
+    for user_id in (ERASED, KEPT):
+        await _walk(
+            dialogue, user_id, ORTHO if user_id == ERASED else NEPHRO, await dialogue.command(user_id, "restart")
+        )
+        key = "eligible" if user_id == ERASED else "ime_source"
+        await dialogue.press(user_id, f"prg:t:{key}:1")
+        await dialogue.press(user_id, "prg:n:1")
+    erased_sessions = await _session_ids(sessions, ERASED)
+    before = await _snapshot(sessions)
+    tracker_tables = {"progress_steps", "progress_nudges"}
+    assert set(_rows_about(before, ERASED, erased_sessions)) >= tracker_tables
+    assert set(_rows_about(before, KEPT, await _session_ids(sessions, KEPT))) >= tracker_tables
+
+    await dialogue.press(ERASED, _button(await dialogue.command(ERASED, "delete_me"), texts.ERASE_YES))
+    after = await _snapshot(sessions)
+    assert _rows_about(after, ERASED, erased_sessions) == {}
+    assert after == _without(before, ERASED, erased_sessions)
