@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from bot import cli_export
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the recipient count and preview; queue nothing"
     )
     broadcast.add_argument("--wait", action="store_true", help="follow the delivery with a progress bar until it ends")
+    cli_export.add_parser(sub)
     return parser
 
 
@@ -473,7 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_broadcast_status(settings))
         elif args.command == "broadcast":
             return asyncio.run(_broadcast(settings, args))
-    except UserError as exc:
+        elif args.command == "export":
+            cli_export.run(settings, args)
+    except (UserError, cli_export.ExportProblem) as exc:
         print(f"medlegal: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

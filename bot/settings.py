@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     """Messages in any one-second window for the whole bot (all processes together)."""
     chat_rate_limit: int = Field(default=1, ge=1)
     """Messages per second to one chat."""
+    k_min: int = Field(default=5, ge=3)
+    """The smallest count published in aggregates (exports, charts); never below 3."""
     send_lanes: int = Field(default=4, ge=1, le=32)
     """The most outbox messages one process keeps on the wire at once: each may be repeated after a crash."""
 

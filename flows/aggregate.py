@@ -13,10 +13,11 @@ that may be published. The anonymity rule (also in the README, "Anonymity rule")
    dropped month-cells count as zero everywhere (counts, respondents and shares alike). A total whose published
    parts add up to 0 is shown "<k". So the difference between the same figure over two nested whole-month
    periods is a sum of published month figures, each 0 or at least k: never a small number.
-4. An "all" month-cell is published only when, for every breakdown whose cells partition the respondents
-   (one value each: specialty, source), what the breakdown's published month-cells leave of it (respondents
-   and each shown count) is 0 or at least k. So an export without breakdown minus the cells of one with that
-   breakdown reveals no small group either. (License cells overlap - one per state held - and add up to nothing.)
+4. For a breakdown whose cells partition the respondents (one value each: specialty, source), what the
+   published month-cells of a month leave of the "all" month-cell (respondents and each shown count) must be
+   0 or at least k; while it is not, the smallest of those month-cells is withheld too. So an export without
+   breakdown minus the cells of one with that breakdown reveals no small group either. (License cells overlap,
+   one per state held, so they add up to nothing.)
 
 A count of 0 is withheld like any count below k. When a remainder is 0 it shows that the withheld options of
 that month-cell were chosen by nobody; a zero singles out no one, so the rule allows that.
@@ -242,27 +243,41 @@ def _rest_is_safe(
     return all(f == 0 or abs(f) >= k for f in figures)
 
 
-def _published_cells(
-    responses: Sequence[Response], dimension: str | None, k: int
-) -> dict[_Key, tuple[int, dict[str, int]]]:
-    polls = {r.poll.key: r.poll for r in responses}
-    out: dict[_Key, tuple[int, dict[str, int]]] = {}
-    for key, block in _blocks(responses, dimension).items():
+_Published = dict[_Key, tuple[int, dict[str, int]]]
+
+
+def _own_rule(blocks: Mapping[_Key, _Block], polls: Mapping[str, Poll], k: int) -> _Published:
+    out: _Published = {}
+    for key, block in blocks.items():
         atoms = month_cell(block, polls[key[0]], k)
         if atoms is not None:
             out[key] = (block.n, atoms)
-    if dimension is not None:
+    return out
+
+
+def _published_cells(responses: Sequence[Response], dimension: str | None, k: int) -> _Published:
+    """The month-cells of one view that are published, with their shown counts (rules 1, 2 and 4)."""
+    polls = {r.poll.key: r.poll for r in responses}
+    blocks = _blocks(responses, dimension)
+    out = _own_rule(blocks, polls, k)
+    if dimension not in PARTITIONS:
         return out
-    overall = _blocks(responses, None)
-    for partition in PARTITIONS:
-        parts: dict[tuple[str, Month], list[tuple[_Block, Mapping[str, int]]]] = defaultdict(list)
-        part_blocks = _blocks(responses, partition)
-        for (poll, cell, month), (_, atoms) in _published_cells(responses, partition, k).items():
-            parts[(poll, month)].append((part_blocks[(poll, cell, month)], atoms))
-        for key in list(out):
-            poll, _, month = key
-            if not _rest_is_safe(overall[key], out[key][1], parts[(poll, month)], polls[poll], k):
-                del out[key]
+    overall_blocks = _blocks(responses, None)
+    overall = _own_rule(overall_blocks, polls, k)
+    parts: dict[tuple[str, Month], list[_Key]] = defaultdict(list)
+    for key in out:
+        parts[(key[0], key[2])].append(key)
+    for (poll, month), keys in parts.items():
+        whole = (poll, ALL, month)
+        if whole not in overall:
+            continue  # no "all" figure to subtract the cells from
+        # rule 4: withhold the smallest cells of this month until what they leave of the "all" cell is safe; with
+        # no cell left the rest is the "all" cell itself, which is safe by rules 1 and 2
+        keys.sort(key=lambda key: (out[key][0], key[1]))
+        while keys and not _rest_is_safe(
+            overall_blocks[whole], overall[whole][1], [(blocks[key], out[key][1]) for key in keys], polls[poll], k
+        ):
+            del out[keys.pop(0)]
     return out
 
 

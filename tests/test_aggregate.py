@@ -103,13 +103,15 @@ def test_multi_choice_counts_each_option_without_complement() -> None:
 def test_breakdown_cells_and_the_overall_row_that_would_give_a_small_cell_away() -> None:
     ortho = [Response(i, YESNO, ("yes",), JAN, {"specialty": ("ortho",)}) for i in range(10)]
     pmr = [Response(100 + i, YESNO, ("yes",), JAN, {"specialty": ("pmr",)}) for i in range(2)]
-    by = aggregate([*ortho, *pmr], k=5, since=JAN, until=JAN, by="specialty")
+    overall = aggregate([*ortho, *pmr], k=5, since=JAN, until=JAN)
+    assert {r.option_key: r.count for r in overall.rows}["yes"] == 12
+    # 12 overall minus the 10 of ortho would show the 2 PM&R physicians: the ortho month-cell is withheld too
+    assert aggregate([*ortho, *pmr], k=5, since=JAN, until=JAN, by="specialty").rows == ()
+    pmr_no = [Response(100 + i, YESNO, ("no",), JAN, {"specialty": ("pmr",)}) for i in range(2)]
+    psych = [Response(200 + i, YESNO, ("no",), JAN, {"specialty": ("psych",)}) for i in range(6)]
+    by = aggregate([*ortho, *pmr_no, *psych], k=5, since=JAN, until=JAN, by="specialty")
+    # the smallest published cell (psych, 6) is withheld too: 18 - 10 leaves 8 "no" (PM&R and psychiatry)
     assert {r.breakdown for r in by.rows} == {"specialty:ortho"}
-    # 12 overall minus the 10 of ortho would show the 2 PM&R physicians: the overall month-cell is withheld
-    assert aggregate([*ortho, *pmr], k=5, since=JAN, until=JAN).rows == ()
-    pmr_more = [Response(100 + i, YESNO, ("yes",), JAN, {"specialty": ("pmr",)}) for i in range(5)]
-    overall = aggregate([*ortho, *pmr_more], k=5, since=JAN, until=JAN)
-    assert {r.option_key: r.count for r in overall.rows}["yes"] == 15
 
 
 def test_respondents_without_a_value_fall_in_the_none_cell_last() -> None:

@@ -1,0 +1,125 @@
+"""The answers behind `medlegal export` and /export: the decision flow as built-in polls, plus community polls.
+
+Every question of the flow (flows/data/questions.toml) is a poll `flow.<question key>` and the recommended
+path is the poll `flow.path`. A physician counts with their latest completed flow, in the month it was
+completed (in MEDLEGAL_TIMEZONE); a question the flow skipped for them counts them as a respondent who chose
+nothing, so every flow poll has the same respondents in a month and none gives away who was skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.aggregates import CompletedFlow, completed_flows
+from flows.aggregate import Export, Month, Poll, Response, aggregate
+from flows.definition import FlowDefinition, load_definition
+
+FLOW_PREFIX = "flow."
+PATH_POLL = "flow.path"
+PATH_ORDER = ("qme", "ime", "hybrid", "not_yet")
+
+
+class ExportError(ValueError):
+    """A request that cannot be answered (bad month, unknown poll); the message is one line for the user."""
+
+
+def flow_polls(defn: FlowDefinition) -> list[Poll]:
+    polls = [
+        Poll(FLOW_PREFIX + q.key, q.title, tuple((o.key, o.label) for o in q.options), q.multi) for q in defn.questions
+    ]
+    paths = tuple((p, defn.rules.paths[p].title) for p in PATH_ORDER if p in defn.rules.paths)
+    polls.append(Poll(PATH_POLL, "Recommended path", paths))
+    return polls
+
+
+def _keys(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+def breakdown_of(answers: Mapping[str, object], source: str | None) -> dict[str, tuple[str, ...]]:
+    """specialty (one), license (California when active, plus the other states held) and source (one)."""
+    licenses = (("CA",) if answers.get("ca_license") == "active" else ()) + tuple(
+        s for s in _keys(answers.get("other_states")) if s != "none"
+    )
+    return {
+        "specialty": _keys(answers.get("specialty"))[:1],
+        "license": licenses,
+        "source": (source,) if source else (),
+    }
+
+
+def flow_responses(
+    flows: Iterable[CompletedFlow], defn: FlowDefinition, zone: ZoneInfo, sources: Mapping[int, str] | None = None
+) -> list[Response]:
+    """One Response per completed flow and flow poll; respondents are numbered afresh, never by user id."""
+    polls = flow_polls(defn)
+    out: list[Response] = []
+    for number, flow in enumerate(flows, start=1):
+        month = Month.of(flow.completed_at.astimezone(zone).date())
+        breakdown = breakdown_of(flow.answers, (sources or {}).get(flow.user_id))
+        for poll in polls:
+            value = flow.path if poll.key == PATH_POLL else flow.answers.get(poll.key.removeprefix(FLOW_PREFIX))
+            valid = {key for key, _ in poll.options}
+            chosen = tuple(k for k in _keys(value) if k in valid)
+            out.append(Response(number, poll, chosen, month, breakdown))
+    return out
+
+
+async def load_responses(
+    session: AsyncSession,
+    zone: ZoneInfo,
+    *,
+    sources: Mapping[int, str] | None = None,
+    extra: Iterable[Response] = (),
+    defn: FlowDefinition | None = None,
+) -> list[Response]:
+    """The flow's answers (with `sources`: user id -> start-link code) followed by `extra` (community polls)."""
+    flows = await completed_flows(session)
+    return [*flow_responses(flows, defn or load_definition(), zone, sources), *extra]
+
+
+def last_finished_month(today: date) -> Month:
+    return Month.of(today).previous()
+
+
+@dataclass(frozen=True)
+class Request:
+    since: str | None = None
+    until: str | None = None
+    poll: str | None = None
+    by: str | None = None
+
+
+def build_export(responses: Sequence[Response], k: int, today: date, request: Request) -> Export:
+    """The export for whole, finished months: a month still under way would change between two exports and
+    the difference would show single answers. Defaults: from the first month with answers to last month."""
+    finished = last_finished_month(today)
+    try:
+        until = Month.parse(request.until) if request.until else finished
+        since = Month.parse(request.since) if request.since else None
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    if until > finished:
+        raise ExportError(f"{until} has not ended yet; periods are whole months up to {finished}")
+    known = list(dict.fromkeys(r.poll.key for r in responses))
+    if request.poll is not None and request.poll not in known:
+        listed = ", ".join(known) if known else "none yet"
+        raise ExportError(f"unknown poll {request.poll!r}; polls with answers: {listed}")
+    if since is None:
+        months = [r.month for r in responses if r.month <= until]
+        since = min(months) if months else until
+    if since > until:
+        raise ExportError(f"the period starts ({since}) after it ends ({until})")
+    try:
+        return aggregate(responses, k=k, since=since, until=until, by=request.by, poll=request.poll)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
