@@ -72,14 +72,18 @@ def _directory(out: str) -> Path:
 def run(settings: Settings, args: argparse.Namespace) -> None:
     import asyncio
 
-    from bot.export_data import ExportError, Request, build_export
+    from bot.export_data import ExportError, Request, build_export, period_of
     from bot.export_files import charts, csv_bytes, json_bytes
 
-    directory = _directory(args.out) if args.format == "png" else None
-    if directory is None and args.out != "-" and Path(args.out).is_dir():
-        raise ExportProblem(f"{args.out} is a directory; --format {args.format} writes one file")
-    responses = asyncio.run(_responses(settings))
     request = Request(since=args.since, until=args.until, poll=args.poll, by=args.by)
+    try:
+        period_of(request, settings.current_date())  # bad months are reported before anything is touched
+    except ExportError as exc:
+        raise ExportProblem(str(exc)) from None
+    if args.format != "png" and args.out != "-" and Path(args.out).is_dir():
+        raise ExportProblem(f"{args.out} is a directory; --format {args.format} writes one file")
+    directory = _directory(args.out) if args.format == "png" else None
+    responses = asyncio.run(_responses(settings))
     try:
         export = build_export(responses, settings.k_min, settings.current_date(), request)
     except ExportError as exc:

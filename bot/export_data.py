@@ -99,9 +99,8 @@ class Request:
     by: str | None = None
 
 
-def build_export(responses: Sequence[Response], k: int, today: date, request: Request) -> Export:
-    """The export for whole, finished months: a month still under way would change between two exports and
-    the difference would show single answers. Defaults: from the first month with answers to last month."""
+def period_of(request: Request, today: date) -> tuple[Month | None, Month]:
+    """The requested months, checked: (since, or None for "the first month with answers"; until)."""
     finished = last_finished_month(today)
     try:
         until = Month.parse(request.until) if request.until else finished
@@ -110,6 +109,15 @@ def build_export(responses: Sequence[Response], k: int, today: date, request: Re
         raise ExportError(str(exc)) from None
     if until > finished:
         raise ExportError(f"{until} has not ended yet; periods are whole months up to {finished}")
+    if since is not None and since > until:
+        raise ExportError(f"the period starts ({since}) after it ends ({until})")
+    return since, until
+
+
+def build_export(responses: Sequence[Response], k: int, today: date, request: Request) -> Export:
+    """The export for whole, finished months: a month still under way would change between two exports and
+    the difference would show single answers. Defaults: from the first month with answers to last month."""
+    since, until = period_of(request, today)
     known = list(dict.fromkeys(r.poll.key for r in responses))
     if request.poll is not None and request.poll not in known:
         listed = ", ".join(known) if known else "none yet"
@@ -117,8 +125,6 @@ def build_export(responses: Sequence[Response], k: int, today: date, request: Re
     if since is None:
         months = [r.month for r in responses if r.month <= until]
         since = min(months) if months else until
-    if since > until:
-        raise ExportError(f"the period starts ({since}) after it ends ({until})")
     try:
         return aggregate(responses, k=k, since=since, until=until, by=request.by, poll=request.poll)
     except ValueError as exc:
