@@ -152,6 +152,12 @@ async def test_export_csv_json_png_on_each_backend(
     pixels = image.imread(charts / "flow.path.png")
     assert pixels.shape[0] > 200 and pixels.shape[1] > 400
 
+    # the console writes /export's documents to the working directory and prints where
+    printed = ok(run("chat", "--admin", stdin="/export\n"))
+    saved = tmp_path / "medlegal-export-2026-09-2026-10.csv"
+    assert f"Saved to {saved}" in printed and f"Saved to {tmp_path / 'flow.path.png'}" in printed
+    assert parse_csv(saved.read_text()) == rows
+
 
 def test_export_errors_are_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
