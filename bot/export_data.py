@@ -19,6 +19,7 @@ from db.aggregates import CompletedFlow, completed_flows
 from flows.aggregate import Export, Month, Poll, Response, aggregate
 from flows.definition import FlowDefinition, load_definition
 
+Breakdown = dict[str, tuple[str, ...]]
 FLOW_PREFIX = "flow."
 PATH_POLL = "flow.path"
 PATH_ORDER = ("qme", "ime", "hybrid", "not_yet")
@@ -45,7 +46,7 @@ def _keys(value: object) -> tuple[str, ...]:
     return ()
 
 
-def breakdown_of(answers: Mapping[str, object], source: str | None) -> dict[str, tuple[str, ...]]:
+def breakdown_of(answers: Mapping[str, object], source: str | None) -> Breakdown:
     """specialty (one), license (California when active, plus the other states held) and source (one)."""
     licenses = (("CA",) if answers.get("ca_license") == "active" else ()) + tuple(
         s for s in _keys(answers.get("other_states")) if s != "none"
@@ -72,6 +73,30 @@ def flow_responses(
             chosen = tuple(k for k in _keys(value) if k in valid)
             out.append(Response(number, poll, chosen, month, breakdown))
     return out
+
+
+def profiles(flows: Iterable[CompletedFlow], sources: Mapping[int, str] | None = None) -> dict[int, Breakdown]:
+    """user id -> breakdown values from the latest completed flow, to break community polls down the same way."""
+    return {flow.user_id: breakdown_of(flow.answers, (sources or {}).get(flow.user_id)) for flow in flows}
+
+
+def community_response(
+    respondent: int,
+    poll: Poll,
+    chosen: Iterable[str],
+    day: date,
+    *,
+    source: str | None = None,
+    profile: Breakdown | None = None,
+) -> Response:
+    """One answer to a community poll (polls helper: db.polls.poll_responses), dated to its month only.
+
+    `profile` (from `profiles`) adds the respondent's specialty and license; `source` their start link.
+    """
+    breakdown = dict(profile or {"specialty": (), "license": ()})
+    breakdown["source"] = (source,) if source else ()
+    valid = {key for key, _ in poll.options}
+    return Response(respondent, poll, tuple(k for k in chosen if k in valid), Month.of(day), breakdown)
 
 
 async def load_responses(

@@ -153,9 +153,9 @@ async def test_export_csv_json_png_on_each_backend(
     assert pixels.shape[0] > 200 and pixels.shape[1] > 400
 
     # the console writes /export's documents to the working directory and prints where
-    printed = ok(run("chat", "--admin", stdin="/export\n"))
+    console = ok(run("chat", "--admin", stdin="/export\n"))
     saved = tmp_path / "medlegal-export-2026-09-2026-10.csv"
-    assert f"Saved to {saved}" in printed and f"Saved to {tmp_path / 'flow.path.png'}" in printed
+    assert f"Saved to {saved}" in console and f"Saved to {tmp_path / 'flow.path.png'}" in console
     assert parse_csv(saved.read_text()) == rows
 
 
