@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.aggregates import CompletedFlow, completed_flows
-from flows.aggregate import Export, Month, Poll, Response, aggregate
+from flows.aggregate import DefinedBy, Export, Month, Poll, Response, aggregate
 from flows.definition import FlowDefinition, load_definition
 
 Breakdown = dict[str, tuple[str, ...]]
@@ -36,6 +36,16 @@ def flow_polls(defn: FlowDefinition) -> list[Poll]:
     paths = tuple((p, defn.rules.paths[p].title) for p in PATH_ORDER if p in defn.rules.paths)
     polls.append(Poll(PATH_POLL, "Recommended path", paths))
     return polls
+
+
+def defined_by(defn: FlowDefinition) -> DefinedBy:
+    """The flow questions that are the breakdowns: specialty, and the licenses (California when active, and the
+    other states held), so that a breakdown cell never shows a count those polls withhold (rule 5)."""
+    other_states = {o.key: o.key for o in defn.question("other_states").options if o.key != "none"}
+    return {
+        "specialty": {FLOW_PREFIX + "specialty": {o.key: o.key for o in defn.question("specialty").options}},
+        "license": {FLOW_PREFIX + "ca_license": {"active": "CA"}, FLOW_PREFIX + "other_states": other_states},
+    }
 
 
 def _keys(value: object) -> tuple[str, ...]:
@@ -151,6 +161,14 @@ def build_export(responses: Sequence[Response], k: int, today: date, request: Re
         months = [r.month for r in responses if r.month <= until]
         since = min(months) if months else until
     try:
-        return aggregate(responses, k=k, since=since, until=until, by=request.by, poll=request.poll)
+        return aggregate(
+            responses,
+            k=k,
+            since=since,
+            until=until,
+            by=request.by,
+            poll=request.poll,
+            defined_by=defined_by(load_definition()),
+        )
     except ValueError as exc:
         raise ExportError(str(exc)) from None

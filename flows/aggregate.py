@@ -13,11 +13,15 @@ that may be published. The anonymity rule (also in the README, "Anonymity rule")
    dropped month-cells count as zero everywhere (counts, respondents and shares alike). A total whose published
    parts add up to 0 is shown "<k". So the difference between the same figure over two nested whole-month
    periods is a sum of published month figures, each 0 or at least k: never a small number.
-4. For a breakdown whose cells partition the respondents (one value each: specialty, source), what the
-   published month-cells of a month leave of the "all" month-cell (respondents and each shown count) must be
-   0 or at least k; while it is not, the smallest of those month-cells is withheld too. So an export without
-   breakdown minus the cells of one with that breakdown reveals no small group either. (License cells overlap,
-   one per state held, so they add up to nothing.)
+4. What a published cell leaves of the "all" month-cell (respondents, each count "all" shows, and for single
+   choice the rule-2 remainder) must be 0 or at least k, else the cell is withheld. For a breakdown whose cells
+   partition the respondents (one value each: specialty, source) the same holds for what all published cells
+   of the month leave together; while it does not, the smallest of them is withheld too. So an export without
+   breakdown minus cells of one with a breakdown reveals no small group either. (License cells overlap, one per
+   state held, so only the single-cell check applies.)
+5. When a breakdown is itself the answer to a poll (the flow's specialty question, its license questions), a
+   cell's respondents in a month would tell that poll's count for the value: the cell is shown (before rule 4)
+   only in months where that poll's "all" month-cell shows the count. The "none" cell is not such a count.
 
 A count of 0 is withheld like any count below k. When a remainder is 0 it shows that the withheld options of
 that month-cell were chosen by nobody; a zero singles out no one, so the rule allows that.
@@ -233,13 +237,17 @@ def month_cell(block: _Block, poll: Poll, k: int) -> dict[str, int] | None:
 def _rest_is_safe(
     block: _Block, shown: Mapping[str, int], parts: Iterable[tuple[_Block, Mapping[str, int]]], poll: Poll, k: int
 ) -> bool:
-    """Rule 4: what a partition's published month-cells leave of an "all" month-cell gives nothing away."""
+    """Rule 4: what published month-cells leave of an "all" month-cell gives nothing away: the respondents, each
+    count shown in "all", and for single choice the remainder of rule 2 both of the rest and of "all" less the
+    counts the cells show of options "all" withholds."""
     parts = list(parts)
     rest_n = block.n - sum(b.n for b, _ in parts)
     rest = {o: c - sum(atoms.get(o, 0) for _, atoms in parts) for o, c in shown.items()}
     figures = [rest_n, *rest.values()]
     if not poll.multi:
         figures.append(rest_n - sum(rest.values()))
+        remainder = block.n - sum(shown.values())
+        figures.append(remainder - sum(c for _, atoms in parts for o, c in atoms.items() if o not in shown))
     return all(f == 0 or abs(f) >= k for f in figures)
 
 
@@ -255,12 +263,43 @@ def _own_rule(blocks: Mapping[_Key, _Block], polls: Mapping[str, Poll], k: int) 
     return out
 
 
-def _published_cells(responses: Sequence[Response], dimension: str | None, k: int) -> _Published:
-    """The month-cells of one view that are published, with their shown counts (rules 1, 2 and 4)."""
+_MonthValue = tuple[Month, str]
+DefinedBy = Mapping[str, Mapping[str, Mapping[str, str]]]
+"""breakdown dimension -> {poll key -> {option key -> breakdown value}}: the polls whose answers are the breakdown
+(the flow's specialty question is the specialty breakdown), so a cell is shown only where its count is."""
+
+
+def _shown_values(responses: Sequence[Response], defining: Mapping[str, Mapping[str, str]], k: int) -> set[_MonthValue]:
+    """(month, breakdown value) pairs whose count the defining polls show in their "all" month-cells."""
+    subset = [r for r in responses if r.poll.key in defining]
+    polls = {r.poll.key: r.poll for r in subset}
+    shown: set[_MonthValue] = set()
+    for (poll, _, month), (_, atoms) in _own_rule(_blocks(subset, None), polls, k).items():
+        shown |= {(month, defining[poll][o]) for o in atoms if o in defining[poll]}
+    return shown
+
+
+def _published_cells(
+    responses: Sequence[Response],
+    dimension: str | None,
+    k: int,
+    context: Sequence[Response] = (),
+    defined_by: DefinedBy | None = None,
+) -> _Published:
+    """The month-cells of one view that are published, with their shown counts (rules 1, 2, 4 and 5).
+
+    `context` holds the answers of the same months to every poll, for the polls that define the breakdown.
+    """
     polls = {r.poll.key: r.poll for r in responses}
     blocks = _blocks(responses, dimension)
     out = _own_rule(blocks, polls, k)
-    if dimension not in PARTITIONS:
+    defining = (defined_by or {}).get(dimension or "")
+    if defining:
+        # rule 5: a cell's respondents would tell a count of the defining poll: show it only where that poll does
+        shown = _shown_values(context or responses, defining, k)
+        for key in [key for key in out if key[1] != NONE and (key[2], key[1]) not in shown]:
+            del out[key]
+    if dimension is None:
         return out
     overall_blocks = _blocks(responses, None)
     overall = _own_rule(overall_blocks, polls, k)
@@ -271,11 +310,19 @@ def _published_cells(responses: Sequence[Response], dimension: str | None, k: in
         whole = (poll, ALL, month)
         if whole not in overall:
             continue  # no "all" figure to subtract the cells from
-        # rule 4: withhold the smallest cells of this month until what they leave of the "all" cell is safe; with
-        # no cell left the rest is the "all" cell itself, which is safe by rules 1 and 2
+        block, shown_all = overall_blocks[whole], overall[whole][1]
+        # rule 4, each cell on its own: "all" minus one cell are the respondents outside it
+        for key in list(keys):
+            if not _rest_is_safe(block, shown_all, [(blocks[key], out[key][1])], polls[poll], k):
+                keys.remove(key)
+                del out[key]
+        if dimension not in PARTITIONS:
+            continue  # overlapping cells (licenses) add up to nothing
+        # rule 4, the cells together: withhold the smallest until what they leave of "all" is safe; with no cell
+        # left the rest is the "all" cell itself, which is safe by rules 1 and 2
         keys.sort(key=lambda key: (out[key][0], key[1]))
         while keys and not _rest_is_safe(
-            overall_blocks[whole], overall[whole][1], [(blocks[key], out[key][1]) for key in keys], polls[poll], k
+            block, shown_all, [(blocks[key], out[key][1]) for key in keys], polls[poll], k
         ):
             del out[keys.pop(0)]
     return out
@@ -303,6 +350,7 @@ def aggregate(
     until: Month,
     by: str | None = None,
     poll: str | None = None,
+    defined_by: DefinedBy | None = None,
 ) -> Export:
     """Publishable rows for the whole months since..until (inclusive), optionally for one poll and by a breakdown.
 
@@ -316,9 +364,10 @@ def aggregate(
         raise ValueError(f"unknown breakdown {by!r}; use one of {', '.join(DIMENSIONS)}")
     everyone = _latest_per_person(responses)
     polls = {r.poll.key: r.poll for r in everyone}
-    in_range = [r for r in everyone if since <= r.month <= until and (poll is None or r.poll.key == poll)]
+    in_months = [r for r in everyone if since <= r.month <= until]
+    in_range = [r for r in in_months if poll is None or r.poll.key == poll]
     totals: dict[tuple[str, str], tuple[int, Counter[str]]] = {}
-    for (poll_key, cell, _), (n, atoms) in _published_cells(in_range, by, k).items():
+    for (poll_key, cell, _), (n, atoms) in _published_cells(in_range, by, k, in_months, defined_by).items():
         respondents, counts = totals.get((poll_key, cell), (0, Counter()))
         counts.update(atoms)
         totals[(poll_key, cell)] = (respondents + n, counts)

@@ -147,12 +147,15 @@ MONTHS = [Month(2026, m) for m in range(1, 7)]
 SPECIALTIES = ["ortho", "pmr", "psych"]
 
 
+SPEC = Poll("spec", "Specialty?", tuple((s, s.title()) for s in SPECIALTIES))
+DEFINED = {"specialty": {SPEC.key: {s: s for s in SPECIALTIES}}}
+"""The specialty breakdown is the answer to SPEC, as the flow's specialty question is in the bot."""
+
+
 @st.composite
 def responses(draw: st.DrawFn) -> list[Response]:
-    polls = [YESNO, TYPES]
     out: list[Response] = []
     people = draw(st.integers(min_value=0, max_value=70))
-    # a few profiles answered by many people, so that cells reach k often enough to matter
     for person in range(people):
         specialty = draw(st.sampled_from([*SPECIALTIES, None]))
         source = draw(st.sampled_from(["club", "conf", None]))
@@ -162,7 +165,10 @@ def responses(draw: st.DrawFn) -> list[Response]:
             "source": (source,) if source else (),
             "license": tuple(licenses),
         }
-        for poll in polls:
+        month = draw(st.sampled_from(MONTHS[:4]))
+        if specialty:
+            out.append(Response(person, SPEC, (specialty,), month, breakdown))
+        for poll in (YESNO, TYPES):
             if not draw(st.booleans()) and poll is TYPES:
                 continue
             keys = [o for o, _ in poll.options]
@@ -170,8 +176,12 @@ def responses(draw: st.DrawFn) -> list[Response]:
                 chosen = tuple(draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)))
             else:
                 chosen = (draw(st.sampled_from(keys)),)
-            out.append(Response(person, poll, chosen, draw(st.sampled_from(MONTHS[:4])), breakdown))
+            out.append(Response(person, poll, chosen, month, breakdown))
     return out
+
+
+def agg(data: list[Response], k: int, since: Month, until: Month, by: str | None = None) -> Export:
+    return aggregate(data, k=k, since=since, until=until, by=by, defined_by=DEFINED)
 
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -181,7 +191,7 @@ BYS: Sequence[str | None] = [None, "specialty", "license", "source"]
 @PROPERTY
 @given(responses(), st.sampled_from([3, 5]), st.sampled_from(BYS))
 def test_no_figure_below_k_and_totals_consistent(data: list[Response], k: int, by: str | None) -> None:
-    export = aggregate(data, k=k, since=MONTHS[0], until=MONTHS[-1], by=by)
+    export = agg(data, k, MONTHS[0], MONTHS[-1], by)
     for row in export.rows:
         assert row.respondents >= k
         assert (row.count is None) == (row.share is None)
@@ -203,7 +213,7 @@ def test_no_figure_below_k_and_totals_consistent(data: list[Response], k: int, b
 @given(responses(), st.sampled_from([3, 5]), st.sampled_from(BYS))
 def test_a_single_month_never_pins_withheld_counts(data: list[Response], k: int, by: str | None) -> None:
     for month in MONTHS[:4]:
-        export = aggregate(data, k=k, since=month, until=month, by=by)
+        export = agg(data, k, month, month, by)
         for breakdown in {r.breakdown for r in export.rows_of(YESNO.key)}:
             rows = [r for r in export.rows_of(YESNO.key) if r.breakdown == breakdown]
             withheld = [r for r in rows if r.count is None]
@@ -224,9 +234,9 @@ def test_two_periods_differ_by_nothing_small(
     """Every figure over a period is the sum of the same figure over its single months, so two periods differ by
     a sum of published single-month figures; nested periods differ by 0 or at least k."""
     a0, a1, b0, b1 = sorted(bounds[:2]) + sorted(bounds[2:])
-    first = figures(aggregate(data, k=k, since=MONTHS[a0], until=MONTHS[a1], by=by))
-    second = figures(aggregate(data, k=k, since=MONTHS[b0], until=MONTHS[b1], by=by))
-    singles = [figures(aggregate(data, k=k, since=m, until=m, by=by)) for m in MONTHS]
+    first = figures(agg(data, k, MONTHS[a0], MONTHS[a1], by))
+    second = figures(agg(data, k, MONTHS[b0], MONTHS[b1], by))
+    singles = [figures(agg(data, k, m, m, by)) for m in MONTHS]
     for (lo, hi), period in (((a0, a1), first), ((b0, b1), second)):
         keys = set(period) | {key for single in singles[lo : hi + 1] for key in single}
         for key in keys:
@@ -237,13 +247,36 @@ def test_two_periods_differ_by_nothing_small(
 
 
 @PROPERTY
-@given(responses(), st.sampled_from([3, 5]), st.sampled_from(PARTITIONS))
-def test_the_overall_row_minus_a_breakdown_reveals_no_small_group(data: list[Response], k: int, by: str) -> None:
+@given(responses(), st.sampled_from([3, 5]), st.sampled_from(["specialty", "license", "source"]))
+def test_the_overall_row_minus_breakdown_cells_reveals_no_small_group(data: list[Response], k: int, by: str) -> None:
+    """Single months (every period is a sum of them): "all" minus one cell, and for specialty and source "all"
+    minus all cells, leave 0 or at least k of the respondents, of each shown count, and of the remainders."""
     for month in MONTHS[:4]:
-        overall = aggregate(data, k=k, since=month, until=month)
-        cells = aggregate(data, k=k, since=month, until=month, by=by)
-        for row in overall.rows:
-            parts = [r for r in cells.rows if r.poll == row.poll and r.option_key == row.option_key]
-            assert not small(row.respondents - sum(p.respondents for p in parts), k)
-            if row.count is not None:
-                assert not small(row.count - sum(p.count or 0 for p in parts), k)
+        overall = agg(data, k, month, month)
+        cells = agg(data, k, month, month, by)
+        for poll in overall.polls():
+            everyone = overall.rows_of(poll)
+            n = everyone[0].respondents
+            withheld = {r.option_key for r in everyone if r.count is None}
+            remainder = n - sum(r.count or 0 for r in everyone)
+            groups = [[r for r in cells.rows_of(poll) if r.breakdown == b] for b in {r.breakdown for r in cells.rows}]
+            groups = [g for g in groups if g]
+            sets = [[g] for g in groups] + ([groups] if by in PARTITIONS else [])
+            for parts in sets:
+                rows = [r for g in parts for r in g]
+                assert not small(n - sum(g[0].respondents for g in parts), k)
+                for row in everyone:
+                    if row.count is not None:
+                        same = [r.count or 0 for r in rows if r.option_key == row.option_key]
+                        assert not small(row.count - sum(same), k)
+                if poll != TYPES.key:
+                    assert not small(remainder - sum(r.count or 0 for r in rows if r.option_key in withheld), k)
+
+
+@PROPERTY
+@given(responses(), st.sampled_from([3, 5]))
+def test_a_specialty_cell_shows_only_where_the_specialty_poll_shows_its_count(data: list[Response], k: int) -> None:
+    for month in MONTHS[:4]:
+        shown = {r.option_key for r in agg(data, k, month, month).rows_of(SPEC.key) if r.count is not None}
+        cells = {r.breakdown.split(":")[1] for r in agg(data, k, month, month, "specialty").rows}
+        assert cells - {"none"} <= shown
