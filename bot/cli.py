@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from bot import cli_flow
+from bot import cli_export, cli_flow
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     from bot import cli_polls
 
     cli_polls.add_parser(sub)
+    cli_export.add_parser(sub)
     return parser
 
 
@@ -485,7 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_broadcast_status(settings))
         elif args.command == "broadcast":
             return asyncio.run(_broadcast(settings, args))
-    except UserError as exc:
+        elif args.command == "export":
+            cli_export.run(settings, args)
+    except (UserError, cli_export.ExportProblem) as exc:
         print(f"medlegal: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

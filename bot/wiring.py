@@ -7,6 +7,7 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.admin_broadcast import BroadcastAdmin
+from bot.admin_export import ExportAdmin
 from bot.admin_polls import PollsAdmin
 from bot.admin_sittings import SittingsAdmin
 from bot.dialogue import Dialogue, Plugin
@@ -32,5 +33,6 @@ def build_dialogue(
     polls = PollsPlugin(sessions, settings.current_date, k_min)
     polls_admin = PollsAdmin(sessions, settings.admin_ids, settings.current_date, k_min, bot_username)
     progress = ProgressTracker(sessions, settings)
-    plugins: list[Plugin] = [sittings, broadcasts, estimator, polls, polls_admin, progress]
+    export = ExportAdmin(sessions, settings)
+    plugins: list[Plugin] = [sittings, broadcasts, estimator, polls, polls_admin, progress, export]
     return Dialogue(sessions, plugins=plugins, settings=settings)
