@@ -42,6 +42,8 @@ class StoredFlow:
     draft: tuple[str, ...]
     turn: int
     answers: dict[str, AnswerValue]
+    moved_by_update: int | None = None
+    moved_at: datetime | None = None
 
 
 async def lock_user(session: AsyncSession, user_id: int) -> User:
@@ -71,6 +73,8 @@ def _stored(row: FlowSession) -> StoredFlow:
         draft=tuple(row.draft or ()),
         turn=row.turn,
         answers={a.question_key: a.value for a in row.answers},
+        moved_by_update=row.moved_by_update,
+        moved_at=row.updated_at,
     )
 
 
@@ -92,13 +96,25 @@ async def _active_row(session: AsyncSession, user_id: int) -> FlowSession | None
 
 
 async def start_flow(
-    session: AsyncSession, user_id: int, current_key: str | None, *, replaced_status: str = "abandoned"
+    session: AsyncSession,
+    user_id: int,
+    current_key: str | None,
+    *,
+    replaced_status: str = "abandoned",
+    update_id: int | None = None,
 ) -> StoredFlow:
-    """Open a new session; an active one is closed first with `replaced_status`."""
+    """Open a new session; an active one is closed first with `replaced_status`. `update_id`: the Telegram update
+    that asked for it."""
     await close_active(session, user_id, replaced_status)
     previous_turn = await _last_turn(session, user_id)
     row = FlowSession(
-        user_id=user_id, status="active", current_key=current_key, editing=False, draft=[], turn=previous_turn + 1
+        user_id=user_id,
+        status="active",
+        current_key=current_key,
+        editing=False,
+        draft=[],
+        turn=previous_turn + 1,
+        moved_by_update=update_id,
     )
     session.add(row)
     await session.flush()
@@ -130,8 +146,10 @@ async def save_flow(
     draft: tuple[str, ...],
     answers: Mapping[str, AnswerValue],
     status: str = "active",
+    update_id: int | None = None,
 ) -> StoredFlow:
-    """Write the new position and answers, bumping the turn; answers no longer given are removed."""
+    """Write the new position and answers, bumping the turn; answers no longer given are removed. `update_id`: the
+    Telegram update that made the change (None from the console)."""
     row = await session.get(FlowSession, flow_id, with_for_update=True)
     if row is None:
         raise LookupError(f"flow session {flow_id} is gone")
@@ -139,6 +157,7 @@ async def save_flow(
     row.editing = editing
     row.draft = list(draft)
     row.turn += 1
+    row.moved_by_update = update_id
     row.status = status
     if status == "completed":
         row.completed_at = utcnow()
