@@ -6,7 +6,7 @@ The functions speak in plain values (answer dicts, option keys) so that `db` doe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -43,7 +43,13 @@ class StoredFlow:
     turn: int
     answers: dict[str, AnswerValue]
     moved_by_update: int | None = None
-    moved_at: datetime | None = None
+    moved_at: datetime | None = field(default=None, compare=False)
+    """When the flow last changed (aware UTC): `moved_by_update` is compared only with recent updates."""
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes that are UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 async def lock_user(session: AsyncSession, user_id: int) -> User:
@@ -74,7 +80,7 @@ def _stored(row: FlowSession) -> StoredFlow:
         turn=row.turn,
         answers={a.question_key: a.value for a in row.answers},
         moved_by_update=row.moved_by_update,
-        moved_at=row.updated_at,
+        moved_at=_utc(row.updated_at),
     )
 
 
