@@ -63,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the Telegram bot (polling, or webhook when MEDLEGAL_WEBHOOK_URL is set)")
-    run.add_argument("--no-migrate", action="store_true", help="do not apply pending database migrations first")
+    run.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply pending database migrations first (the database must be up to date: `medlegal db upgrade`)",
+    )
 
     chat = sub.add_parser("chat", help="talk to the bot in this terminal: no token, no network")
     chat.add_argument("--user", type=int, default=None, help="the user id to act as (default: one fixed local id)")

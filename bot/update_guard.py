@@ -52,7 +52,7 @@ async def guard(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     claims: UpdateGuard = context.application.bot_data["update_guard"]
     try:
         first = await claims.claim(update.update_id)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:  # OSError: a refused or timed-out connection, unwrapped
         # Fail open: the handlers meet the same database and answer "try again" if it is really down; refusing
         # here would drop an update that might be processed fine a moment later.
         log.warning("could not record update %d as processed: %s", update.update_id, type(exc).__name__)
