@@ -225,7 +225,7 @@ async def test_processes_share_one_postgresql(fake_api: FakeBotApi, pg_url: str,
                 assert r.status == 400
 
             # physicians in parallel; their updates alternate between the processes, some reach both
-            users = [fake.user(500 + i) for i in range(4)]
+            users = [fake.user(500 + i) for i in range(3)]
             late = fake.user(600)
             late_walk = asyncio.create_task(_late_text(fake, late))
             walks = await asyncio.gather(*(_walk(fake, u, typed=i == 0) for i, u in enumerate(users)))
