@@ -22,6 +22,7 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from bot.app import App
     from db.models import Broadcast, ExamSitting
 
 
@@ -175,7 +176,7 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
         raise UserError(f"cannot reach the Telegram Bot API at {where}: {exc}") from None
 
 
-def _serve_webhook(app: Any, settings: Settings) -> None:
+def _serve_webhook(app: App, settings: Settings) -> None:
     from telegram.error import BadRequest
 
     from bot import webhook

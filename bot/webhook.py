@@ -17,7 +17,6 @@ import hmac
 import json
 import logging
 import signal
-from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -25,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Update
 
+from bot.app import App
 from bot.reminder_scheduler import ReminderScheduler
 from bot.settings import Settings
 
@@ -34,7 +34,6 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_PATH = "/healthz"
 HEALTH_DB_TIMEOUT = 2.0
 MAX_UPDATE_BYTES = 1024 * 1024
-App = Any  # telegram.ext.Application with any context types
 
 
 class ListenError(Exception):
