@@ -174,6 +174,18 @@ def _check_conversation(fake: FakeBotApi, user: FakeUser) -> None:
         assert not any(nudge in t for t in shown), (nudge, fake.dump(user.id))
 
 
+async def _double_tap(fake: FakeBotApi, user: FakeUser) -> None:
+    """Two different options of one question tapped at once, each landing on a different process: the row lock
+    lets one apply and the other meet the moved turn (answered as a stale button), never both."""
+    after = _after(user)
+    user.send("/start")
+    question = await fake.wait_for_message(user.id, "Step 1 of 14", after=after, timeout=20)
+    user.press("MD", message_id=question.message_id)
+    user.press("DO", message_id=question.message_id)
+    await fake.wait_for_message(user.id, texts.STALE_BUTTON, after=question.message_id, timeout=20)
+    await fake.wait_for_message(user.id, "Step 2 of 14", after=question.message_id, timeout=20)
+
+
 async def _late_text(fake: FakeBotApi, user: FakeUser) -> None:
     """An older typed answer arriving after a newer update: applied while it still answers the current question
     (the newer update was /help), refused like a stale button once the newer update answered that question."""
@@ -228,8 +240,10 @@ async def test_processes_share_one_postgresql(fake_api: FakeBotApi, pg_url: str,
             users = [fake.user(500 + i) for i in range(3)]
             late = fake.user(600)
             late_walk = asyncio.create_task(_late_text(fake, late))
+            taps = asyncio.create_task(_double_tap(fake, tapper := fake.user(650)))
             walks = await asyncio.gather(*(_walk(fake, u, typed=i == 0) for i, u in enumerate(users)))
             await late_walk
+            await taps
             await fake.wait_until_idle(quiet=0.3, timeout=10)
             assert fake.messages(7) == []
             for user, sent in zip(users, walks, strict=True):
@@ -251,6 +265,11 @@ async def test_processes_share_one_postgresql(fake_api: FakeBotApi, pg_url: str,
                 for user in users:
                     count = select(func.count()).select_from(RecommendationRow).join(FlowSession)
                     assert (await session.execute(count.where(FlowSession.user_id == user.id))).scalar_one() == 1
+                tapped = await latest_flow(session, tapper.id)
+                assert tapped is not None and tapped.turn == 2, "one tap moved the flow, once"
+                assert tapped.answers in ({"profession": "md"}, {"profession": "do"})
+                assert sum(texts.STALE_BUTTON in t for t in _texts(tapper)) == 1, fake.dump(tapper.id)
+                assert sum(t.startswith("✓ Step 1 of 14") for t in _texts(tapper)) == 1, fake.dump(tapper.id)
                 late_flow = await latest_flow(session, late.id)
                 assert late_flow is not None
                 assert late_flow.answers == {"profession": "md", "ca_license": "no"}, late_flow.answers
