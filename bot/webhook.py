@@ -56,9 +56,6 @@ def make_web_app(application: App, settings: Settings) -> web.Application:
         if not hmac.compare_digest(given, secret):
             log.warning("webhook request without the right secret token refused")
             return web.json_response({"ok": False, "error": "forbidden"}, status=403)
-        if not application.running:
-            # Stopping: Telegram (or the proxy) delivers it again, to this process after a restart or to another.
-            return web.json_response({"ok": False, "error": "stopping"}, status=503)
         try:
             data = await request.json()
             update = Update.de_json(data, application.bot)
