@@ -42,6 +42,11 @@ class AiohttpRequest(BaseRequest):
     def read_timeout(self) -> float | None:
         return self._timeouts["read"]
 
+    @read_timeout.setter
+    def read_timeout(self, seconds: float | None) -> None:
+        """Tests shorten the wait for a reply that will never come."""
+        self._timeouts["read"] = seconds
+
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300)

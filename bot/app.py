@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
-from bot import handlers, texts
+from bot import handlers, texts, update_guard
 from bot.aiohttp_request import AiohttpRequest
 from bot.rate_limit import BotRateLimiter
 from bot.reminder_scheduler import ReminderScheduler
@@ -78,8 +78,10 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
     app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
+    app.bot_data["engine"] = db_engine
     app.bot_data["dialogue"] = build_dialogue(settings, sessions, bot_username=lambda: app.bot.username)
     app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings, max_lanes=settings.send_lanes)
     app.bot_data["scheduler"] = ReminderScheduler(db_engine, sessions, settings)
+    update_guard.register(app, sessions)
     handlers.register(app)
     return app

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -24,6 +23,7 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from bot.app import App
     from db.models import Broadcast, ExamSitting
 
 
@@ -65,7 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the Telegram bot (polling, or webhook when MEDLEGAL_WEBHOOK_URL is set)")
-    run.add_argument("--no-migrate", action="store_true", help="do not apply pending database migrations first")
+    run.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply pending database migrations first (the database must be up to date: `medlegal db upgrade`)",
+    )
 
     chat = sub.add_parser("chat", help="talk to the bot in this terminal: no token, no network")
     chat.add_argument("--user", type=int, default=None, help="the user id to act as (default: one fixed local id)")
@@ -159,6 +163,8 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
     logs.configure(settings.log_format)
     if migrate_first:
         asyncio.run(_db_quiet_upgrade(settings))
+    else:
+        asyncio.run(_check_migrated(settings))
     try:
         asyncio.run(_check_telegram(settings))
     except InvalidToken:
@@ -168,22 +174,43 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
     app = build_application(settings)
     try:
         if settings.webhook_url:
-            host, _, port = settings.webhook_listen.rpartition(":")
-            assert settings.webhook_secret is not None  # enforced by Settings
-            app.run_webhook(
-                listen=host,
-                port=int(port),
-                url_path=urlparse(settings.webhook_url).path.lstrip("/"),
-                webhook_url=settings.webhook_url,
-                secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=Update.ALL_TYPES,
-            )
+            _serve_webhook(app, settings)
         else:
             app.run_polling(allowed_updates=Update.ALL_TYPES)
     except InvalidToken:
         raise UserError("Telegram rejected MEDLEGAL_BOT_TOKEN: check the token @BotFather gave you") from None
     except (NetworkError, TimedOut) as exc:
         raise UserError(f"cannot reach the Telegram Bot API at {where}: {exc}") from None
+
+
+def _serve_webhook(app: App, settings: Settings) -> None:
+    from telegram.error import BadRequest
+
+    from bot import webhook
+
+    try:
+        asyncio.run(webhook.serve(app, settings))
+    except webhook.ListenError as exc:
+        raise UserError(f"cannot listen on MEDLEGAL_WEBHOOK_LISTEN={settings.webhook_listen}: {exc}") from None
+    except BadRequest as exc:
+        raise UserError(f"Telegram refused MEDLEGAL_WEBHOOK_URL: {exc.message}") from None
+
+
+async def _check_migrated(settings: Settings) -> None:
+    """`run --no-migrate` on a database that is behind would fail at the first update; say so at once."""
+    from db import migrate
+    from db.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        at, head = await migrate.current(engine)
+    finally:
+        await engine.dispose()
+    if at != head:
+        raise UserError(
+            f"the database is at {at or 'base (empty)'}, not {head}: run `medlegal db upgrade` first "
+            "(or start without --no-migrate)"
+        )
 
 
 async def _check_telegram(settings: Settings) -> None:

@@ -21,6 +21,7 @@ from bot.calendar_file import ics_bytes, ics_filename
 from bot.exam_calendar import stored_sittings
 from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
 from bot.settings import Settings
+from bot.update_order import CURRENT_UPDATE, is_late
 from db import outbox, sources
 from db import progress as progress_store
 from db import repository as repo
@@ -261,7 +262,7 @@ class Dialogue:
 
     async def _new_flow(self, session: AsyncSession, user_id: int, intro: str) -> Reply:
         state = self.engine.start()
-        flow = await repo.start_flow(session, user_id, state.current)
+        flow = await repo.start_flow(session, user_id, state.current, update_id=CURRENT_UPDATE.get())
         return Reply(send=[Screen(intro), self._question_screen(state, flow.turn)])
 
     @staticmethod
@@ -390,6 +391,8 @@ class Dialogue:
         question = self.engine.current_question(state)
         if question is None:
             return Reply(send=[await self._screen(session, user_id, state, flow.turn)])
+        if is_late(flow.moved_by_update, flow.moved_at):
+            return await self._resync(session, user_id, texts.LATE_MESSAGE)
         value = self._match(question, state, text)
         if value is None:
             nudge = texts.USE_BUTTONS_MULTI if question.multi else texts.USE_BUTTONS
@@ -441,6 +444,7 @@ class Dialogue:
             draft=state.draft,
             answers=answers,
             status=status,
+            update_id=CURRENT_UPDATE.get(),
         )
 
     async def _screen(

@@ -34,6 +34,8 @@ from flows.roadmap import build_roadmap
 log = logging.getLogger(__name__)
 
 SCHEDULER_LOCK_KEY = 7_412_002  # PostgreSQL advisory lock id: one reminder scheduler across processes
+STANDBY_INTERVAL = 2.0
+"""Seconds between a standby process's tries for the lock (one cheap query each)."""
 
 
 class ReminderScheduler:
@@ -105,20 +107,34 @@ class ReminderScheduler:
         if self.engine.dialect.name != "postgresql":
             return True
         if self._lock_conn is not None:
+            # The lock lives as long as its connection: prove it is still there (a dead one raises, and the
+            # caller releases it and tries again on the next pass).
+            await self._lock_conn.execute(text("SELECT 1"))
+            await self._lock_conn.commit()
             return True
         conn = await self.engine.connect()
         got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCHEDULER_LOCK_KEY})).scalar()
         await conn.commit()
         if got:
             self._lock_conn = conn
+            log.info("reminder scheduler active in this process")
             return True
         await conn.close()
         return False
 
-    async def run_forever(self, interval: float = 60.0) -> None:
+    @property
+    def active(self) -> bool:
+        """Whether this process is the one scheduling reminders (always, on SQLite: one process)."""
+        return self.engine.dialect.name != "postgresql" or self._lock_conn is not None
+
+    async def run_forever(self, interval: float = 60.0, standby_interval: float = STANDBY_INTERVAL) -> None:
+        """A pass every `interval` while holding the lock; a standby asks for the lock every `standby_interval`,
+        so it takes over within seconds of the holder's death (its connection closes and frees the lock)."""
         while not self._stopped.is_set():
+            wait = standby_interval
             try:
                 if await self._hold_lock():
+                    wait = interval
                     queued = await self.run_once()
                     if queued:
                         log.info("queued %d exam reminders and nudges", queued)
@@ -126,7 +142,7 @@ class ReminderScheduler:
                 log.exception("reminder pass failed")
                 await self._release()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), interval)
+                await asyncio.wait_for(self._stopped.wait(), wait)
         await self._release()
 
     async def _release(self) -> None:

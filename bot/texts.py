@@ -80,6 +80,7 @@ CALENDAR_SENT = "Calendar file on its way."
 WELCOME_BACK = "Welcome back. Here is your latest recommendation."
 
 STALE_BUTTON = "That button is from an earlier message. Here is where we are."
+LATE_MESSAGE = "That message reached me after a newer answer, so I did not use it. Here is where we are."
 UNKNOWN_BUTTON = "I didn't recognise that button. Here is where we are."
 NO_FLOW = "Send /start to begin the questions."
 NO_FLOW_DONE = "Your recommendation is below: tap a button, or send /restart to answer the questions again."

@@ -26,18 +26,15 @@ def alembic_config() -> Config:
 def _with_lock(connection: Connection, work: str, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
-    locked = connection.dialect.name == "postgresql"
-    if locked:
-        # Processes that start together queue here; the first migrates, the rest find nothing to do.
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-    try:
-        if work == "upgrade":
-            command.upgrade(cfg, revision)
-        else:
-            command.downgrade(cfg, revision)
-    finally:
-        if locked:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    if connection.dialect.name == "postgresql":
+        # Processes that start together queue here; the first migrates, the rest find nothing to do. The lock is
+        # the transaction's, so it is let go at the commit: a session-level lock released before the commit let
+        # the next process read the old revision and run the same migrations again.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    if work == "upgrade":
+        command.upgrade(cfg, revision)
+    else:
+        command.downgrade(cfg, revision)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

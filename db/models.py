@@ -87,6 +87,8 @@ class FlowSession(Timestamps, Base):
     turn: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped on every change; buttons carry it so that a press on an outdated message is recognised."""
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    moved_by_update: Mapped[int | None] = mapped_column(BigInteger)
+    """The Telegram update that last changed the turn: a typed answer sent before it is late (bot.update_order)."""
 
     user: Mapped[User] = relationship(back_populates="sessions")
     answers: Mapped[list[AnswerRow]] = relationship(
@@ -351,3 +353,16 @@ class ProgressNudge(Timestamps, Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedUpdate(Base):
+    """A Telegram update id some process has taken on, so a redelivered update is processed once.
+
+    No user id: the row says nothing about anyone. Rows older than a few days are pruned (Telegram redelivers
+    for at most a day).
+    """
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, index=True)

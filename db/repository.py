@@ -6,7 +6,7 @@ The functions speak in plain values (answer dicts, option keys) so that `db` doe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -46,6 +46,14 @@ class StoredFlow:
     draft: tuple[str, ...]
     turn: int
     answers: dict[str, AnswerValue]
+    moved_by_update: int | None = None
+    moved_at: datetime | None = field(default=None, compare=False)
+    """When the flow last changed (aware UTC): `moved_by_update` is compared only with recent updates."""
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes that are UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 async def lock_user(session: AsyncSession, user_id: int) -> User:
@@ -75,6 +83,8 @@ def _stored(row: FlowSession) -> StoredFlow:
         draft=tuple(row.draft or ()),
         turn=row.turn,
         answers={a.question_key: a.value for a in row.answers},
+        moved_by_update=row.moved_by_update,
+        moved_at=_utc(row.updated_at),
     )
 
 
@@ -96,13 +106,25 @@ async def _active_row(session: AsyncSession, user_id: int) -> FlowSession | None
 
 
 async def start_flow(
-    session: AsyncSession, user_id: int, current_key: str | None, *, replaced_status: str = "abandoned"
+    session: AsyncSession,
+    user_id: int,
+    current_key: str | None,
+    *,
+    replaced_status: str = "abandoned",
+    update_id: int | None = None,
 ) -> StoredFlow:
-    """Open a new session; an active one is closed first with `replaced_status`."""
+    """Open a new session; an active one is closed first with `replaced_status`. `update_id`: the Telegram update
+    that asked for it."""
     await close_active(session, user_id, replaced_status)
     previous_turn = await _last_turn(session, user_id)
     row = FlowSession(
-        user_id=user_id, status="active", current_key=current_key, editing=False, draft=[], turn=previous_turn + 1
+        user_id=user_id,
+        status="active",
+        current_key=current_key,
+        editing=False,
+        draft=[],
+        turn=previous_turn + 1,
+        moved_by_update=update_id,
     )
     session.add(row)
     await session.flush()
@@ -134,8 +156,10 @@ async def save_flow(
     draft: tuple[str, ...],
     answers: Mapping[str, AnswerValue],
     status: str = "active",
+    update_id: int | None = None,
 ) -> StoredFlow:
-    """Write the new position and answers, bumping the turn; answers no longer given are removed."""
+    """Write the new position and answers, bumping the turn; answers no longer given are removed. `update_id`: the
+    Telegram update that made the change (None from the console)."""
     row = await session.get(FlowSession, flow_id, with_for_update=True)
     if row is None:
         raise LookupError(f"flow session {flow_id} is gone")
@@ -143,6 +167,7 @@ async def save_flow(
     row.editing = editing
     row.draft = list(draft)
     row.turn += 1
+    row.moved_by_update = update_id
     row.status = status
     if status == "completed":
         row.completed_at = utcnow()

@@ -22,6 +22,7 @@ import itertools
 import json
 import re
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -451,8 +452,10 @@ class FakeUser:
         chat_type: str = "private",
         chat_id: int | None = None,
         extra: dict[str, Any] | None = None,
+        update_id: int | None = None,
     ) -> int:
-        """Enqueue a text message from this user; returns its update_id.
+        """Enqueue a text message from this user; returns its update_id (`update_id` to choose it, e.g. an older
+        one than the last queued, for out-of-order delivery).
 
         A non-private `chat_type` (e.g. "group") sends into a group chat (id `chat_id`, default -user id).
         """
@@ -471,13 +474,15 @@ class FakeUser:
             message_id=self.api._next_message_id(target),
             chat=chat,
             chat_type=chat_type,
+            update_id=update_id,
             **(extra or {}),
         )
         return self.api.enqueue_update(update)
 
-    def press(self, label: str, *, message_id: int | None = None) -> int:
+    def press(self, label: str, *, message_id: int | None = None, update_id: int | None = None) -> int:
         """Press the inline button whose text contains `label` (case-insensitive) on the newest bot message
-        that has one (or on message `message_id`); returns the callback update's update_id."""
+        that has one (or on message `message_id`); returns the callback update's update_id (`update_id` to
+        choose it)."""
         wanted = label.casefold()
         candidates = [m for m in reversed(self.messages) if message_id is None or m.message_id == message_id]
         for msg in candidates:
@@ -487,7 +492,7 @@ class FakeUser:
             for text, data in exact or partial:
                 if not data:
                     raise AssertionError(f"button {text!r} on message {msg.message_id} is not a callback button")
-                return self._press(data, msg)
+                return self._press(data, msg, update_id)
         available = "\n".join(
             f"  #{m.message_id} {m.plain_text[:60]!r}: {[b[0] for b in m.buttons()]}"
             for m in candidates[:10]
@@ -508,7 +513,7 @@ class FakeUser:
             raise AssertionError(f"no bot message {message_id} in chat {self.id}")
         return self._press(data, msg)
 
-    def _press(self, data: str, msg: BotMessage | None) -> int:
+    def _press(self, data: str, msg: BotMessage | None, update_id: int | None = None) -> int:
         callback_id = self.api._new_callback_id(msg.chat_id if msg else self.id)
         update = make_callback_update(
             self.as_json(),
@@ -516,6 +521,7 @@ class FakeUser:
             callback_id=callback_id,
             message=self.api.message_json(msg) if msg else None,
             chat_instance=str(10**12 + abs(msg.chat_id if msg else self.id)),
+            update_id=update_id,
         )
         return self.api.enqueue_update(update)
 
@@ -560,6 +566,13 @@ class FakeBotApi:
         self.my_commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] | None = None
         self.webhook_errors: list[str] = []
+        self.webhook_targets: list[str] | None = None
+        """host:port of the bot processes behind a simulated reverse proxy: deliveries go to the registered URL's
+        path on these, in turn (update n to target n mod len); None: to the registered URL itself."""
+        self.webhook_deliveries: list[tuple[int, str, int]] = []
+        """(update_id, target URL, HTTP status or 0 for a connection error) for every webhook POST, in order."""
+        self._everywhere: set[int] = set()
+        self._deliveries = itertools.count()
 
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(100_000)
@@ -708,6 +721,16 @@ class FakeBotApi:
         self._touch()
         self._notify()
         return int(update["update_id"])
+
+    def reserve_update_id(self) -> int:
+        """An update_id no queued update has or will get: for an update queued later but numbered earlier (an
+        update Telegram delivers out of order)."""
+        return next(self._update_ids)
+
+    def deliver_everywhere(self, update_id: int) -> None:
+        """Deliver the queued update `update_id` to every webhook target at once (a duplicate of the same update
+        reaching every process, as a redelivery behind a load balancer can do)."""
+        self._everywhere.add(update_id)
 
     def messages(self, chat_id: int, *, include_deleted: bool = False) -> list[BotMessage]:
         """The bot's messages in `chat_id`, oldest first."""
@@ -1316,8 +1339,35 @@ class FakeBotApi:
             info["last_error_message"] = self.webhook_errors[-1]
         return info
 
+    def _webhook_urls(self, url: str, update_id: int) -> list[str]:
+        """Where the next attempt goes: the registered URL, or its path on the next target (or on all of them)."""
+        if not self.webhook_targets:
+            return [url]
+        path = urllib.parse.urlsplit(url).path or "/"
+        urls = [f"http://{target}{path}" for target in self.webhook_targets]
+        if update_id in self._everywhere:
+            return urls
+        return [urls[next(self._deliveries) % len(urls)]]
+
+    async def _post_update(
+        self, session: aiohttp.ClientSession, url: str, update: dict[str, Any], headers: dict[str, str]
+    ) -> str:
+        """One delivery; "" when the bot acknowledged it with a 2xx status, else the error Telegram would report."""
+        status, error = 0, ""
+        try:
+            async with session.post(url, json=update, headers=headers) as resp:
+                await resp.read()
+                status = resp.status
+                if not 200 <= resp.status < 300:
+                    error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"Connection error: {exc!r}"
+        self.webhook_deliveries.append((int(update["update_id"]), url, status))
+        return error
+
     async def _push_webhook_updates(self) -> None:
-        """POST queued updates to the webhook one at a time, in order, retrying failures a few times."""
+        """POST queued updates to the webhook one at a time, in order, retrying a failed one a few times (behind
+        targets, the retry goes to the next target, like a load balancer), as Telegram does for a non-2xx answer."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         session = self._session
@@ -1336,15 +1386,11 @@ class FakeBotApi:
                 headers["X-Telegram-Bot-Api-Secret-Token"] = str(hook["secret_token"])
             error = ""
             for attempt in range(4):
-                try:
-                    async with session.post(str(hook["url"]), json=update, headers=headers) as resp:
-                        await resp.read()
-                        if 200 <= resp.status < 300:
-                            error = ""
-                            break
-                        error = f"Wrong response from the webhook: {resp.status} {resp.reason}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    error = f"Connection error: {exc!r}"
+                urls = self._webhook_urls(str(hook["url"]), int(update["update_id"]))
+                errors = await asyncio.gather(*(self._post_update(session, url, update, headers) for url in urls))
+                error = "" if "" in errors else errors[-1]
+                if not error:
+                    break
                 await asyncio.sleep(0.05 * (attempt + 1))
             if error:
                 self.webhook_errors.append(error)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from bot import texts
+from bot.aiohttp_request import AiohttpRequest
 from bot.dialogue import Dialogue
 from bot.faults import ErrorReporter, error_kind
 from tests.fake_bot_api import FakeBotApi, FakeUser
@@ -56,7 +56,9 @@ async def test_flood_control_on_a_reply_is_waited_out_and_retried(fake: FakeBotA
 async def test_a_failed_reply_keeps_the_answer_and_says_so(fake: FakeBotApi, sqlite_url: str, kind: Any) -> None:
     user = fake.user(3102)
     async with RunningBot(fake, sqlite_url, admin_ids=ADMINS) as bot:
-        bot.app.bot.request._client.timeout = httpx.Timeout(0.5)
+        request = bot.app.bot.request
+        assert isinstance(request, AiohttpRequest)
+        request.read_timeout = 0.5
         await _at_step_2(fake, user)
         fake.fail(kind, chat_id=user.id, method="sendMessage", delay=2.0)
         after = _after(user)

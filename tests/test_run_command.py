@@ -95,6 +95,9 @@ async def test_run_in_webhook_mode_checks_the_secret(fake: FakeBotApi, tmp_path:
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with http.post(url, json=update, headers=headers) as response:
                     assert response.status == 403
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+                assert await response.json() == {"status": "ok", "database": "up", "reminder_scheduler": "active"}
         await asyncio.sleep(0.3)
         assert fake.messages(44) == []
     finally:

@@ -1,0 +1,96 @@
+"""Repeated updates are processed once (the claim in the database), and a typed answer that arrives after a newer
+update is applied only while it still answers the current question. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import texts
+from bot.dialogue import Dialogue
+from bot.update_guard import UpdateGuard
+from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
+from db import processed_updates
+from db.models import ProcessedUpdate
+from db.repository import active_flow
+from tests.harness import answer_data
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _count(sessions: Sessions) -> int:
+    async with sessions() as session:
+        return (await session.execute(select(func.count()).select_from(ProcessedUpdate))).scalar_one()
+
+
+async def test_an_update_is_claimed_once_even_by_claims_at_the_same_time(sessions: Sessions) -> None:
+    first, second = UpdateGuard(sessions), UpdateGuard(sessions)  # two processes
+    assert await first.claim(1) is True
+    assert await first.claim(1) is False
+    assert await second.claim(1) is False
+    for update_id in range(100, 120):
+        won = await asyncio.gather(first.claim(update_id), second.claim(update_id))
+        assert sorted(won) == [False, True]
+
+
+async def test_old_claims_are_pruned_by_the_first_claim_of_a_day(sessions: Sessions) -> None:
+    day = date(2026, 3, 1)
+    guard = UpdateGuard(sessions, today=lambda: day)
+    for update_id in range(5):
+        assert await guard.claim(update_id)
+    day += timedelta(days=processed_updates.RETENTION_DAYS)
+    assert await guard.claim(10)
+    assert await _count(sessions) == 6, "within the retention every claim stays"
+    day += timedelta(days=1)
+    assert await guard.claim(11)
+    assert await _count(sessions) == 2, "the first claim of a new day drops the claims past the retention"
+    assert await guard.claim(3), "an id past the retention could be claimed again (Telegram never resends it)"
+
+
+async def test_a_late_typed_answer_is_refused_only_once_a_newer_update_moved_the_flow(sessions: Sessions) -> None:
+    dialogue = Dialogue(sessions)
+    user = 4242
+
+    CURRENT_UPDATE.set(10)
+    await dialogue.command(user, "start")
+    CURRENT_UPDATE.set(12)
+    await dialogue.command(user, "help")  # a newer update that does not move the flow
+    CURRENT_UPDATE.set(11)
+    reply = await dialogue.text(user, "MD")  # older than /help, still answers step 1
+    assert "Step 2 of" in reply.screens()[-1].text
+
+    CURRENT_UPDATE.set(14)
+    await dialogue.press(user, answer_data(reply, "no"))  # the tap answers step 2
+    CURRENT_UPDATE.set(13)
+    late = await dialogue.text(user, "Yes, active")  # typed for step 2 before the tap
+    assert late.notice == texts.LATE_MESSAGE
+    assert texts.LATE_MESSAGE in late.screens()[-1].text and "Step 3 of" in late.screens()[-1].text
+    async with sessions() as session:
+        flow = await active_flow(session, user)
+    assert flow is not None and flow.answers == {"profession": "md", "ca_license": "no"}
+    assert flow.moved_by_update == 14
+
+    CURRENT_UPDATE.set(15)
+    reply = await dialogue.text(user, "None")  # a newer typed answer applies
+    assert "Step 4 of" in reply.screens()[-1].text
+    CURRENT_UPDATE.set(None)  # the console: no update ids, nothing is late
+    reply = await dialogue.text(user, "Board certified")
+    assert "Step 5 of" in reply.screens()[-1].text
+
+
+def test_ids_are_compared_only_with_a_recent_move() -> None:
+    """After a week without updates Telegram may number the next one lower; an old move is no evidence."""
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    token = CURRENT_UPDATE.set(5)
+    try:
+        assert is_late(9, now - timedelta(minutes=1), now)
+        assert not is_late(9, now - ORDER_WINDOW - timedelta(seconds=1), now)
+        assert not is_late(3, now, now)
+        assert not is_late(None, None, now)
+        assert is_late(9, (now - timedelta(minutes=1)).replace(tzinfo=None), now), "SQLite gives naive UTC"
+    finally:
+        CURRENT_UPDATE.reset(token)
+    assert not is_late(9, now, now), "no update being handled (the console)"
