@@ -11,12 +11,15 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.export_data import NO_LINK, OPEN, SOURCE_POLL
 from bot.polls import as_poll, short
+from bot.published import published
 from bot.screens import Button, Reply, Screen, esc
 from db import outbox, sources
 from db import polls as store
@@ -26,6 +29,7 @@ from db.models import AdminAction, CommunitySource, PollRow, utcnow
 from flows.polls import MAX_OPTIONS, Poll, effective_k, parse_poll_text, slug, unique_key
 
 ACTION_TTL = timedelta(hours=1)
+UTC_ZONE = ZoneInfo("UTC")
 WAIT_KIND = "poll_wait"
 DRAFT_KIND = "poll_new"
 NAME_MAX = 100
@@ -75,8 +79,9 @@ INVITE_DONE = (
 INVITE_NAME_LONG = f"A link name has at most {NAME_MAX} characters."
 NO_SOURCES = "No start links yet. /invite NAME makes one."
 SOURCES_HEADER = (
-    "<b>Community links</b> (physicians who started / finished the questions through each; "
-    "counts below {k} show as &lt;{k})"
+    "<b>Community links</b>, {period}: physicians who arrived through each link, as <code>medlegal export</code> "
+    "counts them (poll source.link). Counts below {k} show as &lt;{k}, and so does any figure that would let "
+    "someone work one out; the month under way is not counted yet."
 )
 
 _DRAFT = re.compile(r"^pa:(ok|an|no):([0-9]{1,12}):([0-9a-f]{8})$")
@@ -106,10 +111,6 @@ async def store_poll(session: AsyncSession, poll: Poll) -> PollRow | None:
         opens_on=poll.opens,
         closes_on=poll.closes,
     )
-
-
-def count_shown(count: int, k: int) -> str:
-    return f"<{k}" if count < k else f"{count:,}"
 
 
 def start_link(username: str, code: str) -> str:
@@ -148,7 +149,9 @@ class PollsAdmin:
         k_min: Callable[[], int],
         bot_username: Callable[[], str],
         now: Callable[[], datetime] = utcnow,
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
+        self.zone = zone
         self.sessions = sessions
         self.admin_ids = frozenset(admin_ids)
         self.today = today
@@ -322,16 +325,21 @@ class PollsAdmin:
         return Reply(send=[Screen(INVITE_DONE.format(name=esc(stored_name), link=esc(link), code=esc(code)))])
 
     async def _sources(self) -> Reply:
+        """The export's start-link poll: what finished and did not finish, per link, as `medlegal export` has it."""
         k = effective_k(self.k_min())
         async with self.sessions() as session:
-            stats = await sources.source_stats(session)
-        if not stats:
+            links = await sources.source_stats(session)
+            figures = await published(session, self.zone, k, self.today(), SOURCE_POLL)
+        if not links:
             return Reply(send=[Screen(NO_SOURCES)])
-        lines = [SOURCES_HEADER.format(k=k)]
-        for s in stats:
-            started, finished = esc(count_shown(s.started, k)), esc(count_shown(s.finished, k))
+        lines = [SOURCES_HEADER.format(k=k, period=esc(figures.period))]
+        for s in links:
+            done, going = figures.shown(SOURCE_POLL, s.code), figures.shown(SOURCE_POLL, s.code + OPEN)
+            started = f"{done + going:,}" if done is not None and going is not None else "withheld"
             lines.append(
                 f"• <b>{esc(s.name)}</b> (<code>{esc(s.code)}</code>, since {s.created_on.isoformat()}): "
-                f"started {started} · finished {finished}"
+                f"started {esc(started)} · finished {esc(figures.text(SOURCE_POLL, s.code))} · "
+                f"not finished yet {esc(figures.text(SOURCE_POLL, s.code + OPEN))}"
             )
+        lines.append(f"No start link, finished: {esc(figures.text(SOURCE_POLL, NO_LINK))}")
         return Reply(send=[Screen("\n".join(lines))])

@@ -14,13 +14,15 @@ from datetime import date, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.exam_calendar import stored_sittings
+from bot.export_data import PROGRESS_PREFIX
+from bot.published import Published, published
 from bot.screens import Button, Reply, Screen, esc
 from bot.settings import Settings
 from db import progress as store
 from db import repository as repo
 from db.models import utcnow
 from flows.engine import FlowEngine, restore
-from flows.funnel import TRACK_TITLES, funnel_rows, suppress
+from flows.funnel import TRACK_TITLES
 from flows.progress import Checklist, checklist
 from flows.progress_steps import load_steps
 from flows.recommend import Path
@@ -103,17 +105,25 @@ def checklist_screen(items: Checklist, title: str, today: date, nudging: bool) -
     return Screen("\n".join(lines), tuple(buttons))
 
 
-def funnel_screen(settings: Settings, population: list[tuple[str, frozenset[str]]]) -> Screen:
-    k = settings.k_min
-    shown = suppress(funnel_rows(population), k)
+def funnel_screen(figures: Published) -> Screen:
+    """The export's funnel polls (progress.qme, progress.ime) as `medlegal export` writes them."""
+    k = figures.export.k
     lines = [
-        "<b>Progress funnel</b>",
-        esc(f"Physicians by the first step they have not ticked yet; counts below {k} show as <{k}, and where those "
-            f"could be worked out from the rest one more count shows as ≥{k}."),
+        f"<b>Progress funnel</b>, {esc(figures.period)}",
+        esc(f"Physicians who finished the questions, by the first step of their track not ticked yet, as "
+            f"`medlegal export` counts them. Counts below {k} show as <{k}, and so does any count that would let "
+            "someone work one out; the month under way is not counted yet."),
     ]  # fmt: skip
+    steps = load_steps()
     for track in ("qme", "ime"):
+        poll = PROGRESS_PREFIX + track
         lines += ["", f"<b>{esc(TRACK_TITLES[track])}</b>"]
-        lines += [f"• {esc(s.row.label)}: {esc(s.text)}" for s in shown if s.row.track == track]
+        if figures.respondents(poll) is None:
+            lines.append(esc(f"Withheld: fewer than {k} physicians in a month, or their figures would show one."))
+            continue
+        keys = [*(s.key for s in steps.steps if s.track == track), f"{track}_done"]
+        labels = {s.key: s.label for s in steps.steps} | {f"{track}_done": "All steps done"}
+        lines += [f"• {esc(labels[key])}: {esc(figures.text(poll, key))}" for key in keys]
     return Screen("\n".join(lines))
 
 
@@ -139,9 +149,11 @@ class ProgressTracker:
         if name == "funnel":
             if not self.settings.is_admin(user_id):
                 return Reply(send=[Screen(esc(NOT_ADMIN))])
+            settings = self.settings
             async with self.sessions() as session:
-                population = await store.funnel_population(session)
-            return Reply(send=[funnel_screen(self.settings, population)])
+                polls = (PROGRESS_PREFIX + "qme", PROGRESS_PREFIX + "ime")
+                figures = await published(session, settings.zone, settings.k_min, settings.current_date(), *polls)
+            return Reply(send=[funnel_screen(figures)])
         async with self.sessions() as session, session.begin():
             return Reply(send=[await self._screen(session, user_id)])
 

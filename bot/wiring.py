@@ -31,7 +31,9 @@ def build_dialogue(
     estimator = Estimator(sessions, settings.current_date)
     k_min = lambda: settings.k_min  # noqa: E731
     polls = PollsPlugin(sessions, settings.current_date, k_min)
-    polls_admin = PollsAdmin(sessions, settings.admin_ids, settings.current_date, k_min, bot_username)
+    polls_admin = PollsAdmin(
+        sessions, settings.admin_ids, settings.current_date, k_min, bot_username, zone=settings.zone
+    )
     progress = ProgressTracker(sessions, settings)
     export = ExportAdmin(sessions, settings)
     plugins: list[Plugin] = [sittings, broadcasts, estimator, polls, polls_admin, progress, export]

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.aggregates import completed_flows
 from db.models import CommunitySource, PollRow, PollSnapshot, PollVote, UserSource
 
 
@@ -153,11 +154,18 @@ class PollResponse:
     chosen: tuple[str, ...]
     answered_on: date
     source: str | None
+    profile: dict[str, Any] | None = None
+    """The answers of the respondent's latest completed decision flow (question key -> option key or keys), for
+    the specialty and license breakdowns; None when they have not completed it. Joined here so that no user id
+    leaves the database layer with the answer."""
+    multi: bool = False
+    """Multiple choice."""
 
 
 async def poll_responses(session: AsyncSession) -> list[PollResponse]:
     """Every stored answer, one row per respondent and poll, ordered by poll key then respondent number."""
     polls = {row.id: row for row in await list_polls(session)}
+    profiles = {flow.user_id: flow.answers for flow in await completed_flows(session)}
     stmt = (
         select(PollVote.poll_id, PollVote.user_id, PollVote.option_key, PollVote.answered_on, CommunitySource.code)
         .outerjoin(UserSource, UserSource.user_id == PollVote.user_id)
@@ -177,5 +185,10 @@ async def poll_responses(session: AsyncSession) -> list[PollResponse]:
         options = tuple((str(o["key"]), str(o["label"])) for o in row.options)
         order = [k for k, _ in options]
         ranked = tuple(sorted(chosen, key=lambda k: order.index(k) if k in order else len(order)))
-        out.append(PollResponse(numbers[user_id], row.key, row.question, options, ranked, day, source))
+        profile = profiles.get(user_id)
+        out.append(
+            PollResponse(
+                numbers[user_id], row.key, row.question, options, ranked, day, source, profile, row.choice == "multiple"
+            )
+        )
     return sorted(out, key=lambda r: (r.poll, r.respondent))

@@ -135,3 +135,11 @@ async def funnel_population(session: AsyncSession) -> list[tuple[str, frozenset[
     for user_id, key in (await session.execute(select(ProgressStep.user_id, ProgressStep.step_key))).all():
         ticked.setdefault(user_id, set()).add(key)
     return [(path, frozenset(ticked.get(user_id, ()))) for user_id, path in (await session.execute(paths)).all()]
+
+
+async def ticked_by_user(session: AsyncSession) -> dict[int, frozenset[str]]:
+    """user id -> the steps they ticked, for the export's funnel polls (joined to completed flows, never shown)."""
+    ticked: dict[int, set[str]] = {}
+    for user_id, key in (await session.execute(select(ProgressStep.user_id, ProgressStep.step_key))).all():
+        ticked.setdefault(user_id, set()).add(key)
+    return {user_id: frozenset(keys) for user_id, keys in ticked.items()}

@@ -91,6 +91,20 @@ async def source_stats(session: AsyncSession) -> list[SourceStats]:
     ]
 
 
+async def links(session: AsyncSession) -> list[tuple[str, str]]:
+    """Every start link as (code, name), oldest first: the options of the export's start-link poll."""
+    stmt = select(CommunitySource.code, CommunitySource.name).order_by(CommunitySource.id)
+    return [(code, name) for code, name in (await session.execute(stmt)).all()]
+
+
+async def attributions(session: AsyncSession) -> dict[int, tuple[str, date]]:
+    """user id -> (link code, day they started through it), for the export's aggregates only (never published)."""
+    stmt = select(UserSource.user_id, CommunitySource.code, UserSource.started_on).join(
+        CommunitySource, CommunitySource.id == UserSource.source_id
+    )
+    return {user_id: (code, day) for user_id, code, day in (await session.execute(stmt)).all()}
+
+
 async def members(session: AsyncSession, code: str) -> set[int]:
     """The user ids attributed to the link (for the `source:CODE` broadcast audience)."""
     stmt = (

@@ -19,9 +19,13 @@ that may be published. The anonymity rule (also in the README, "Anonymity rule")
    of the month leave together; while it does not, the smallest of them is withheld too. So an export without
    breakdown minus cells of one with a breakdown reveals no small group either. (License cells overlap, one per
    state held, so only the single-cell check applies.)
-5. When a breakdown is itself the answer to a poll (the flow's specialty question, its license questions), a
-   cell's respondents in a month would tell that poll's count for the value: the cell is shown (before rule 4)
-   only in months where that poll's "all" month-cell shows the count. The "none" cell is not such a count.
+5. When a breakdown is itself the answer to a poll (the flow's specialty question, its license questions, the
+   built-in start-link poll), a cell's respondents in a month would tell that poll's count for the value: the
+   cell is shown (before rule 4) only in months where that poll's "all" month-cell shows the count. The "none"
+   cell is such a count only when the defining poll maps an option to "none" (the start-link poll does).
+6. A single-choice poll may name option groups whose total another published figure tells (the steps of the QME
+   track add up to the physicians whose path is QME or hybrid): within each group the withheld counts are
+   complemented as in rule 2, so that total minus the group's shown counts is 0 or at least k too.
 
 A count of 0 is withheld like any count below k. When a remainder is 0 it shows that the withheld options of
 that month-cell were chosen by nobody; a zero singles out no one, so the rule allows that.
@@ -101,6 +105,8 @@ class Poll:
     options: tuple[tuple[str, str], ...]
     """(option key, label) pairs in display order."""
     multi: bool = False
+    groups: tuple[frozenset[str], ...] = ()
+    """Option sets whose total may be published elsewhere (rule 6); single choice only."""
 
     def label(self, option: str) -> str:
         return dict(self.options).get(option, option)
@@ -200,11 +206,19 @@ def _safe_remainder(remainder: int, withheld: int, k: int) -> bool:
     return remainder == 0 or (remainder >= k and remainder != withheld * (k - 1))
 
 
-def publish_block(n: int, counts: Mapping[str, int], options: Sequence[str], multi: bool, k: int) -> dict[str, int]:
+def publish_block(
+    n: int,
+    counts: Mapping[str, int],
+    options: Sequence[str],
+    multi: bool,
+    k: int,
+    groups: Sequence[frozenset[str]] = (),
+) -> dict[str, int]:
     """The option counts of one month-cell (n >= k respondents) that may be shown, each at least k.
 
     For a single-choice poll the withheld counts are complemented (rule 2 of the module docstring) until their
     remainder is safe; when no shown option is left to withhold, raises _Dropped (the month-cell is dropped).
+    Each option group (rule 6) is complemented the same way, against the group's total.
     """
     shown = {o: counts.get(o, 0) for o in options if counts.get(o, 0) >= k}
     if multi:
@@ -212,12 +226,28 @@ def publish_block(n: int, counts: Mapping[str, int], options: Sequence[str], mul
     while True:
         withheld = len(options) - len(shown)
         remainder = n - sum(shown.values())
-        if withheld == 0 or _safe_remainder(remainder, withheld, k):
+        if withheld and not _safe_remainder(remainder, withheld, k):
+            if not shown:
+                raise _Dropped
+            smallest = min(shown, key=lambda o: (shown[o], options.index(o)))
+            del shown[smallest]
+            continue
+        unsafe = next((g for g in groups if not _group_is_safe(g, options, counts, shown, k)), None)
+        if unsafe is None:
             return shown
-        if not shown:
-            raise _Dropped
-        smallest = min(shown, key=lambda o: (shown[o], options.index(o)))
-        del shown[smallest]
+        in_group = [o for o in options if o in unsafe and o in shown]
+        del shown[min(in_group, key=lambda o: (shown[o], options.index(o)))]
+
+
+def _group_is_safe(
+    group: frozenset[str], options: Sequence[str], counts: Mapping[str, int], shown: Mapping[str, int], k: int
+) -> bool:
+    """The group's withheld counts add up to 0 or a safe remainder; with none of it shown, what is withheld is
+    the group's total itself, which tells nothing the other figure does not."""
+    hidden = [o for o in options if o in group and o not in shown]
+    if len(hidden) == len([o for o in options if o in group]):
+        return True
+    return not hidden or _safe_remainder(sum(counts.get(o, 0) for o in hidden), len(hidden), k)
 
 
 class _Dropped(Exception):
@@ -229,7 +259,7 @@ def month_cell(block: _Block, poll: Poll, k: int) -> dict[str, int] | None:
     if block.n < k:
         return None
     try:
-        return publish_block(block.n, block.counts, [o for o, _ in poll.options], poll.multi, k)
+        return publish_block(block.n, block.counts, [o for o, _ in poll.options], poll.multi, k, poll.groups)
     except _Dropped:
         return None
 
@@ -297,7 +327,8 @@ def _published_cells(
     if defining:
         # rule 5: a cell's respondents would tell a count of the defining poll: show it only where that poll does
         shown = _shown_values(context or responses, defining, k)
-        for key in [key for key in out if key[1] != NONE and (key[2], key[1]) not in shown]:
+        maps_none = any(NONE in values.values() for values in defining.values())
+        for key in [key for key in out if (key[1] != NONE or maps_none) and (key[2], key[1]) not in shown]:
             del out[key]
     if dimension is None:
         return out

@@ -36,6 +36,13 @@ class Shown:
     """The count as published: the number, "<k" or (complementary) "≥k"."""
 
 
+def position(track: Track, ticked: Iterable[str], steps: Steps | None = None) -> str:
+    """The first step of the track not ticked yet, or "<track>_done" when all are."""
+    done = set(ticked)
+    steps = steps or load_steps()
+    return next((s.key for s in steps.steps if s.track == track and s.key not in done), f"{track}_done")
+
+
 def funnel_rows(physicians: Iterable[tuple[str, Iterable[str]]], steps: Steps | None = None) -> list[FunnelRow]:
     """Raw counts (unsuppressed) per track: one row per step, a "done" row and a "total" row.
 
@@ -48,7 +55,7 @@ def funnel_rows(physicians: Iterable[tuple[str, Iterable[str]]], steps: Steps | 
         done = set(ticked)
         for track in tracks(Path(path_value)):
             totals[track] += 1
-            at = next((s.key for s in steps.steps if s.track == track and s.key not in done), f"{track}_done")
+            at = position(track, done, steps)
             counts[at] = counts.get(at, 0) + 1
     rows: list[FunnelRow] = []
     for track in ("qme", "ime"):

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,10 @@ from bot.cli import main
 from bot.export_files import COLUMNS
 from bot.settings import Settings
 from bot.wiring import build_dialogue
+from db import polls as poll_store
+from db import progress as progress_store
 from db import repository as repo
+from db import sources as source_store
 from db.models import FlowSession
 from flows.definition import load_definition
 from tests.cli_runner import Run, clean_env, ok, runner
@@ -79,6 +82,36 @@ async def seed(sessions: async_sessionmaker[AsyncSession], plan: Sequence[tuple[
     return users
 
 
+QME = "California QME (Qualified Medical Evaluator)"
+FEES = (("lt1k", "Under $1,000"), ("1to2k", "$1,000-2,000"), ("2to3k", "$2,001-3,500"), ("gt3k", "Over $3,500"))
+
+
+async def seed_extras(sessions: async_sessionmaker[AsyncSession], users: Sequence[int]) -> list[int]:
+    """On top of `seed(PLAN)`: a start link "club" (the five October orthopedic surgeons, and two physicians who
+    arrived through it in October without finishing), ticked steps (the September surgeons confirmed their
+    eligibility), and the community poll "fees" (September: 4 surgeons, 3 nephrologists; October: one physician
+    without a flow, a month-cell below k). Returns every user id involved."""
+    drifters = [FIRST_ID + 900, FIRST_ID + 901]
+    lone = FIRST_ID + len(PLAN)  # stopped after two answers in seed()
+    async with sessions() as session, session.begin():
+        await source_store.add_source(session, "club", "Ortho Club", date(2026, 9, 1))
+        for user in [*users[7:12], *drifters]:
+            await repo.lock_user(session, user)
+            assert await source_store.attribute(session, user, "club", date(2026, 10, 3))
+        for user in users[:4]:
+            assert await progress_store.set_step(session, user, "eligible", True, date(2026, 10, 1))
+        poll = await poll_store.add_poll(
+            session, key="fees", question="What do you charge for a standard IME?", options=FEES
+        )
+        assert poll is not None
+        for user in users[:4]:
+            await poll_store.set_answer(session, poll.id, user, ["1to2k"], date(2026, 9, 20))
+        for user in users[4:7]:
+            await poll_store.set_answer(session, poll.id, user, ["2to3k"], date(2026, 9, 30))
+        await poll_store.set_answer(session, poll.id, lone, ["gt3k"], date(2026, 10, 2))
+    return [*users, *drifters, lone]
+
+
 def medlegal(tmp_path: Path, db_url: str) -> Run:
     return runner(tmp_path, ("export",), MEDLEGAL_DATABASE_URL=db_url, MEDLEGAL_TODAY="2026-11-29", MEDLEGAL_K_MIN="3")
 
@@ -127,7 +160,8 @@ async def test_export_csv_json_png_on_each_backend(
     for row in rows:
         assert row["count"] == "<3" or int(row["count"]) >= 3
         assert (row["share"] == "") == (row["count"] == "<3")
-        assert row["question"] in vocabulary() and row["option"] in vocabulary()
+        if row["poll"].startswith("flow."):
+            assert row["question"] in vocabulary() and row["option"] in vocabulary()
 
     out = tmp_path / "export.json"
     assert ok(run("--format", "json", "--out", str(out), "--poll", "flow.path", "--by", "specialty")) == ""
@@ -148,7 +182,8 @@ async def test_export_csv_json_png_on_each_backend(
     printed = ok(run("--format", "png", "--out", str(charts), "--since", "2026-10", "--until", "2026-10")).split()
     names = sorted(p.name for p in charts.iterdir())
     assert sorted(Path(p).name for p in printed) == names
-    assert "flow.path.png" in names and "flow.specialty.png" in names and len(names) == 15
+    assert "flow.path.png" in names and "flow.specialty.png" in names
+    assert len([n for n in names if n.startswith("flow.")]) == 15
     pixels = image.imread(charts / "flow.path.png")
     assert pixels.shape[0] > 200 and pixels.shape[1] > 400
 
@@ -193,3 +228,57 @@ def test_export_errors_are_one_line(
         with pytest.raises(SystemExit) as exited:
             main(["export", *usage])
         assert exited.value.code == 2
+
+
+async def test_community_polls_sources_and_the_funnel_in_the_export_and_in_chat(
+    tmp_path: Path, db_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    everyone = await seed_extras(sessions, await seed(sessions, PLAN))
+    run = medlegal(tmp_path, db_url)
+    rows = parse_csv(ok(run("--format", "csv", "--out", "-")))
+
+    # the community poll: September's 7 answers; October's single answer is a month-cell below k, left out
+    assert figure(rows, "fees", "$1,000-2,000") == ("4", "0.5714", "7")
+    assert figure(rows, "fees", "$2,001-3,500") == ("3", "0.4286", "7")
+    assert figure(rows, "fees", "Over $3,500") == ("<3", "", "7")
+    # start links: October has 5 finished and 2 not finished through "club", and 3 finished without a link; the 2
+    # are withheld, and so is the 3 (else 10 - 5 - 3 would tell the 2)
+    assert figure(rows, "source.link", "Ortho Club: finished") == ("5", "0.2941", "17")
+    assert figure(rows, "source.link", "Ortho Club: not finished yet") == ("<3", "", "17")
+    assert figure(rows, "source.link", "No start link: finished") == ("7", "0.4118", "17")
+    # the funnel: every flow respondent; the QME track's first open step
+    assert figure(rows, "progress.qme", "Report-writing course done") == ("4", "0.2667", "15")
+    assert figure(rows, "progress.qme", "Eligibility confirmed") == ("8", "0.5333", "15")
+    # September's 3 nephrologists are withheld: 7 - 3 leaves 4 for two withheld options, which pins both at 2
+    assert figure(rows, "progress.ime", "First IME company or referral source") == ("3", "0.2", "15")
+    for row in rows:
+        assert row["count"] == "<3" or int(row["count"]) >= 3
+
+    # --by source is populated, cell by cell as source.link allows; --poll works for a community poll
+    by_source = parse_csv(ok(run("--format", "csv", "--out", "-", "--by", "source")))
+    assert figure(by_source, "flow.path", QME, "source:club") == ("5", "1", "5")
+    assert figure(by_source, "flow.path", QME, "source:none") == ("4", "0.5714", "7")  # October's 3 withheld
+    assert {r["breakdown"] for r in by_source if r["poll"] == "flow.path"} == {"source:club", "source:none"}
+    fees = parse_csv(ok(run("--format", "csv", "--out", "-", "--poll", "fees", "--by", "specialty")))
+    assert {r["poll"] for r in fees} == {"fees"}
+    assert figure(fees, "fees", "$1,000-2,000", "specialty:ortho") == ("4", "1", "4")
+    assert figure(fees, "fees", "$2,001-3,500", "specialty:nephro") == ("3", "1", "3")
+    out = tmp_path / "fees.json"
+    ok(run("--format", "json", "--out", str(out), "--poll", "fees", "--by", "license"))
+    licenses = {(r["breakdown"], r["option"]): r["count"] for r in json.loads(out.read_text())}
+    assert licenses[("license:CA", "$1,000-2,000")] == 4 and licenses[("license:TX", "$2,001-3,500")] == 3
+
+    # /sources and /funnel in chat show the export's own figures
+    chat = ok(run("chat", "--admin", stdin="/sources\n/funnel\n"))
+    assert "Ortho Club" in chat and "finished 5" in chat and "not finished yet <3" in chat
+    assert "started withheld" in chat and "No start link, finished: 7" in chat
+    assert "Report-writing course done: 4" in chat and "Eligibility confirmed: 8" in chat
+    assert "First IME company or referral source: 3" in chat and "Sep 2026 - Oct 2026" in chat
+
+    charts = tmp_path / "charts"
+    ok(run("--format", "png", "--out", str(charts), "--poll", "fees"))
+    assert sorted(p.name for p in charts.iterdir()) == ["fees.png"]
+    assert image.imread(charts / "fees.png").shape[0] > 200
+    assert_anonymous(
+        "\n".join(",".join(r.values()) for r in [*rows, *by_source, *fees]) + out.read_text() + chat, everyone
+    )
