@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import FlowSession, OutboxMessage, ProgressNudge, ProgressStep, RecommendationRow, utcnow
+from db.models import OutboxMessage, ProgressNudge, ProgressStep, utcnow
 from db.outbox import PENDING, SKIPPED, as_utc
 
 NUDGE_KIND = "nudge"
@@ -116,25 +116,6 @@ async def stop_nudges_after_block(session: AsyncSession, user_id: int) -> None:
 
 
 # -- the funnel -------------------------------------------------------------------------------------------
-
-
-async def funnel_population(session: AsyncSession) -> list[tuple[str, frozenset[str]]]:
-    """Each physician's latest recommended path with the steps they ticked (no user ids leave this function)."""
-    latest = (
-        select(func.max(RecommendationRow.id).label("id"))
-        .join(FlowSession, RecommendationRow.session_id == FlowSession.id)
-        .group_by(FlowSession.user_id)
-        .subquery()
-    )
-    paths = (
-        select(FlowSession.user_id, RecommendationRow.path)
-        .join(RecommendationRow, RecommendationRow.session_id == FlowSession.id)
-        .where(RecommendationRow.id.in_(select(latest.c.id)))
-    )
-    ticked: dict[int, set[str]] = {}
-    for user_id, key in (await session.execute(select(ProgressStep.user_id, ProgressStep.step_key))).all():
-        ticked.setdefault(user_id, set()).add(key)
-    return [(path, frozenset(ticked.get(user_id, ()))) for user_id, path in (await session.execute(paths)).all()]
 
 
 async def ticked_by_user(session: AsyncSession) -> dict[int, frozenset[str]]:

@@ -72,4 +72,4 @@ async def test_poll_answer_change_figures_past_k_and_start_links(fake: FakeBotAp
             assert await sources.source_of(session, 1100) == "ortho_society"
             assert await sources.source_of(session, 1001) is None
         listing = await say(fake, admin, "/sources", "Community links")
-        assert "Ortho Society (ortho_society" in listing.plain_text and "started <5" in listing.plain_text
+        assert "Ortho Society (ortho_society" in listing.plain_text and "not finished yet <5" in listing.plain_text

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.dialogue import Dialogue
+from bot.export_data import load_answers
 from bot.progress import ProgressTracker
 from bot.reminder_scheduler import ReminderScheduler
 from bot.settings import Settings
@@ -91,7 +92,7 @@ async def test_nudge_opt_in_anchor_and_opt_out(sessions: Sessions) -> None:
         assert await store.nudge_anchors(session) == {}
 
 
-async def test_funnel_population_uses_the_latest_path(sessions: Sessions) -> None:
+async def test_funnel_polls_use_the_latest_completed_path(sessions: Sessions) -> None:
     clock = Clock(T0)
     dialogue, tracker = _setup(sessions, clock)
     await answer_all(dialogue, 1, ORTHO)
@@ -101,8 +102,13 @@ async def test_funnel_population_uses_the_latest_path(sessions: Sessions) -> Non
     await tracker.press(1, "prg:t:eligible:1")
     await tracker.press(2, "prg:t:ime_source:1")
     async with sessions() as session:
-        population = sorted(await store.funnel_population(session), key=lambda p: (p[0], sorted(p[1])))
-    assert population == [("ime", frozenset({"ime_source"})), ("qme", frozenset()), ("qme", frozenset({"eligible"}))]
+        assert await store.ticked_by_user(session) == {1: frozenset({"eligible"}), 2: frozenset({"ime_source"})}
+        answers = await load_answers(session, ZoneInfo("UTC"))
+    funnel = sorted((r.poll.key, r.chosen) for r in answers.responses if r.poll.key.startswith("progress."))
+    assert funnel == [
+        ("progress.ime", ()), ("progress.ime", ()), ("progress.ime", ("ime_report",)),
+        ("progress.qme", ()), ("progress.qme", ("course",)), ("progress.qme", ("eligible",)),
+    ]  # fmt: skip
 
 
 async def test_weekly_nudge_at_most_once_a_week_across_restarts(engine: AsyncEngine, sessions: Sessions) -> None:
