@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.aggregate import ALL, PARTITIONS, Export, Month, Poll, Response, aggregate, publish_block
+from flows.aggregate import ALL, PARTITIONS, Export, Month, Poll, Response, _Dropped, aggregate, publish_block
 
 YESNO = Poll("q", "Do you?", (("yes", "Yes"), ("no", "No"), ("maybe", "Maybe")))
 TYPES = Poll("t", "Which types?", (("wc", "WC"), ("pi", "PI"), ("ltd", "LTD")), multi=True)
@@ -280,3 +280,57 @@ def test_a_specialty_cell_shows_only_where_the_specialty_poll_shows_its_count(da
         shown = {r.option_key for r in agg(data, k, month, month).rows_of(SPEC.key) if r.count is not None}
         cells = {r.breakdown.split(":")[1] for r in agg(data, k, month, month, "specialty").rows}
         assert cells - {"none"} <= shown
+
+
+# -- option groups (rule 6) and a defining poll that maps "none" (rule 5) ------------------------------------------
+def test_a_group_whose_total_is_published_elsewhere_is_complemented_too() -> None:
+    options = ["a", "b", "c", "x", "y"]
+    counts = {"a": 10, "b": 2, "c": 0, "x": 14, "y": 3}
+    # alone, rule 2 is content: the withheld b, c and y add up to 5
+    assert publish_block(29, counts, options, False, 5) == {"a": 10, "x": 14}
+    # but a, b and c add up to a figure published elsewhere (12): 12 - 10 would tell b, so a is withheld too
+    group = (frozenset({"a", "b", "c"}),)
+    assert publish_block(29, counts, options, False, 5, group) == {"x": 14}
+    # a group with nothing shown is withheld as a whole: its total is the other figure itself
+    counts = {"a": 2, "b": 2, "c": 0, "x": 22, "y": 3}
+    assert publish_block(29, counts, options, False, 5, group) == {"x": 22}
+
+
+@PROPERTY
+@given(
+    st.lists(st.integers(0, 12), min_size=5, max_size=5),
+    st.lists(st.sampled_from(range(5)), min_size=1, max_size=4, unique=True),
+    st.sampled_from([3, 5]),
+)
+def test_no_group_total_minus_its_shown_counts_is_small(counts: list[int], members: list[int], k: int) -> None:
+    options = [f"o{i}" for i in range(5)]
+    group = frozenset(options[i] for i in members)
+    n = sum(counts)
+    if n < k:
+        return
+    try:
+        shown = publish_block(n, dict(zip(options, counts, strict=True)), options, False, k, (group,))
+    except _Dropped:  # the month-cell is dropped: nothing published
+        return
+    assert all(count >= k for count in shown.values())
+    for part in (group, frozenset(options)):
+        hidden = [o for o in options if o in part and o not in shown]
+        rest = sum(c for o, c in zip(options, counts, strict=True) if o in hidden)
+        if (hidden and len(hidden) < len([o for o in options if o in part])) or part == frozenset(options):
+            assert rest == 0 or (rest >= k and rest != len(hidden) * (k - 1)), (part, shown)
+
+
+def test_a_defining_poll_that_maps_none_gates_the_none_cell_as_well() -> None:
+    link = Poll("link", "Link?", (("club", "Club"), ("~none", "No link")))
+    defined = {"source": {"link": {"club": "club", "~none": "none"}}}
+    data: list[Response] = []
+    for person in range(8):
+        source = ("club",) if person < 5 else ()
+        data.append(Response(person, link, (source[0] if source else "~none",), JAN))
+        data.append(Response(person, YESNO, ("yes",), JAN, {"source": source}))
+    # 3 without a link: the link poll shows them (k=3), so the none cell may show too
+    cells = {r.breakdown for r in aggregate(data, k=3, since=JAN, until=JAN, by="source", defined_by=defined).rows}
+    assert cells == {"source:club", "source:none"}
+    # k=4: the link poll withholds the 3 (and, to protect them, the club's 5): no source cell at all
+    rows = aggregate(data, k=4, since=JAN, until=JAN, by="source", defined_by=defined).rows
+    assert {r.breakdown for r in rows} == set()
