@@ -13,18 +13,26 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.export_data import (
+    NO_LINK,
+    OPEN,
     PATH_POLL,
+    SOURCE_POLL,
     ExportError,
     Request,
     build_export,
     community_response,
+    community_responses,
+    defined_by,
     flow_polls,
     flow_responses,
     period_of,
     profiles,
+    progress_responses,
+    source_responses,
 )
 from bot.export_files import COLUMNS, chart_name, csv_bytes, json_bytes
 from db.aggregates import CompletedFlow
+from db.polls import PollResponse
 from flows.aggregate import Month, Poll
 from flows.definition import load_definition
 
@@ -118,3 +126,55 @@ def test_csv_and_json_follow_the_interface() -> None:
 def test_chart_names_are_safe_file_names() -> None:
     assert chart_name("flow.path") == "flow.path.png"
     assert chart_name("../etc/passwd") == ".._etc_passwd.png"
+
+
+def test_community_rows_become_responses_with_the_flow_profile() -> None:
+    options = (("a", "Yes"), ("b", "No"))
+    rows = [
+        PollResponse(1, "now", "Doing IME now?", options, ("a",), date(2026, 9, 3), "club", dict(CALIFORNIA)),
+        PollResponse(2, "now", "Doing IME now?", options, ("b",), date(2026, 10, 1), None, None),
+        PollResponse(1, "kinds", "Which kinds?", options, ("a", "b"), date(2026, 9, 4), "club", None, True),
+    ]
+    first, second, third = community_responses(rows)
+    assert first.poll is second.poll and first.poll.key == "now" and third.poll.multi
+    assert dict(first.breakdown) == {"specialty": ("ortho",), "license": ("CA",), "source": ("club",)}
+    assert second.cells("specialty") == ("none",) and second.month == Month(2026, 10)
+    for clash in ("flow.specialty", "source.link", "progress.qme"):
+        with pytest.raises(ValueError, match="clashes"):
+            community_responses([PollResponse(1, clash, "?", options, ("a",), date(2026, 9, 3), None)])
+
+
+def test_the_start_link_poll_counts_finished_and_unfinished_and_defines_the_source_cells() -> None:
+    links = [("club", "Ortho Club")]
+    flows = [
+        completed(11, CALIFORNIA, "qme", datetime(2026, 9, 5, tzinfo=UTC)),
+        completed(12, TEXAS, "ime", datetime(2026, 9, 6, tzinfo=UTC)),
+    ]
+    attributed = {11: ("club", date(2026, 8, 30)), 13: ("club", date(2026, 10, 2))}
+    responses = source_responses(flows, attributed, links, ZONE)
+    assert [(r.chosen, r.month) for r in responses] == [
+        (("club",), Month(2026, 9)),  # dated by the flow, not by the start
+        ((NO_LINK,), Month(2026, 9)),
+        (("club" + OPEN,), Month(2026, 10)),
+    ]
+    poll = responses[0].poll
+    assert poll.key == SOURCE_POLL and [k for k, _ in poll.options] == ["club", "club:open", NO_LINK]
+    assert poll.groups == (frozenset({"club", NO_LINK}),)  # the finished ones add up to the flow's respondents
+    assert defined_by(DEFN, links)["source"] == {SOURCE_POLL: {"club": "club", NO_LINK: "none"}}
+
+
+def test_the_funnel_polls_place_each_flow_respondent_on_their_tracks() -> None:
+    flows = [
+        completed(21, CALIFORNIA, "qme", datetime(2026, 9, 5, tzinfo=UTC)),
+        completed(22, TEXAS, "hybrid", datetime(2026, 9, 6, tzinfo=UTC)),
+        completed(23, TEXAS, "not_yet", datetime(2026, 9, 7, tzinfo=UTC)),
+    ]
+    responses = progress_responses(flows, {21: frozenset({"eligible"}), 22: frozenset({"ime_source"})}, ZONE)
+    chosen = {(r.poll.key, r.respondent): r.chosen for r in responses}
+    assert chosen == {
+        ("progress.qme", 1): ("course",), ("progress.ime", 1): (),
+        ("progress.qme", 2): ("eligible",), ("progress.ime", 2): ("ime_report",),
+        ("progress.qme", 3): (), ("progress.ime", 3): (),
+    }  # fmt: skip
+    qme = responses[0].poll
+    assert qme.groups == (frozenset(k for k, _ in qme.options),) and qme.options[-1] == ("qme_done", "All done")

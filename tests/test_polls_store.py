@@ -121,8 +121,18 @@ async def test_poll_responses_for_the_export(sessions: Sessions) -> None:
     await _vote(sessions, single, telegram_ids[0], ["b"])
     await _vote(sessions, multi, telegram_ids[0], ["c", "a"])
     await _vote(sessions, multi, telegram_ids[1], ["b"], DAY + timedelta(days=1))
+    async with sessions() as s, s.begin():  # the second physician finished the flow: their profile comes along
+        flow = await repo.start_flow(s, telegram_ids[1], None)
+        answers = {"specialty": "ortho", "other_states": ["TX"]}
+        await repo.save_flow(s, flow.id, current_key=None, editing=False, draft=(), answers=answers, status="completed")
     async with sessions() as s:
         rows = await store.poll_responses(s)
+        assert await sources.links(s) == [("ortho", "Ortho Society")]
+        assert await sources.attributions(s) == {telegram_ids[0]: ("ortho", DAY)}
+    assert {(r.poll, r.multi, r.profile is None) for r in rows} == {("alpha", True, True), ("zeta", False, True)} | {
+        ("alpha", True, False)
+    }
+    assert next(r.profile for r in rows if r.profile is not None) == answers
     assert {(r.poll, r.chosen, r.answered_on, r.source) for r in rows} == {
         ("alpha", ("a", "c"), DAY, "ortho"),  # chosen keys in the poll's order
         ("alpha", ("b",), DAY + timedelta(days=1), None),
