@@ -123,7 +123,7 @@ async def test_poll_responses_for_the_export(sessions: Sessions) -> None:
     await _vote(sessions, multi, telegram_ids[1], ["b"], DAY + timedelta(days=1))
     async with sessions() as s, s.begin():  # the second physician finished the flow: their profile comes along
         flow = await repo.start_flow(s, telegram_ids[1], None)
-        answers = {"specialty": "ortho", "other_states": ["TX"]}
+        answers: dict[str, str | list[str]] = {"specialty": "ortho", "other_states": ["TX"]}
         await repo.save_flow(s, flow.id, current_key=None, editing=False, draft=(), answers=answers, status="completed")
     async with sessions() as s:
         rows = await store.poll_responses(s)
