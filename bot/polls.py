@@ -2,7 +2,9 @@
 poll is open, and see the peer figures once enough physicians answered.
 
 Peer figures come from the poll's daily snapshot (db.polls.snapshot), never from live counts, so two looks a
-minute apart cannot differ by one person's answer; counts below k show as "<k" (flows.polls.peer_figures).
+minute apart cannot differ by one person's answer; the snapshot holds the figures `medlegal export` publishes for
+the poll (whole months that have ended, flows/aggregate.py's rule), so nothing in chat can be combined with an
+export to tell more than either alone. Counts below k show as "<k" (flows.polls.peer_figures).
 Buttons carry the poll's id and, for multiple choice, the selection so far as a bitmask: no draft is stored.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.published import published
 from bot.screens import Button, Reply, Screen, esc
 from db import polls as store
 from db import repository as repo
@@ -37,11 +41,15 @@ CLOSED = "This poll is closed, so answers can no longer change."
 UNKNOWN_POLL = "That poll no longer exists."
 UNKNOWN_BUTTON = "I didn't recognise that button. Send /polls for the open polls."
 NOT_ANSWERED = "Answer the poll first; the peer figures follow."
-WAIT_FOR_K = "Results appear once {k} physicians have answered (figures are refreshed once a day)."
+WAIT_FOR_K = (
+    "Results appear once {k} physicians have answered in a month that has ended, as in the community's published "
+    "figures (refreshed once a day)."
+)
 FIGURES_HEADER = "<b>How peers answered</b> <i>(as of {day}; refreshed once a day)</i>"
 MULTI_NOTE = "<i>Physicians could choose several answers, so the shares add up to more than 100%.</i>"
 WITHHELD_NOTE = "<i>Withheld: shown otherwise, a count below {k} could be worked out from the others.</i>"
 
+UTC_ZONE = ZoneInfo("UTC")
 _PRESS = re.compile(r"^pq:(?:(l)|([or]):([0-9]{1,9})|([atd]):([0-9]{1,9}):([0-9]{1,5}))$")
 
 
@@ -105,8 +113,13 @@ class PollsPlugin:
     verbs = frozenset({"pq"})
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], today: Callable[[], date], k_min: Callable[[], int]
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        today: Callable[[], date],
+        k_min: Callable[[], int],
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
+        self.zone = zone
         self.sessions = sessions
         self.today = today
         self.k_min = k_min
@@ -185,7 +198,7 @@ class PollsPlugin:
     async def _results_screen(
         self, session: AsyncSession, poll_id: int, poll: Poll, chosen: tuple[str, ...], *, note: str = ""
     ) -> Screen:
-        snap = await store.snapshot(session, poll_id, self.today())
+        snap = await store.snapshot(session, poll_id, self.today(), lambda: self._published(session, poll.key))
         mine = ", ".join(poll.label_of(k) for k in chosen)
         lines = [f"📊 <b>{esc(poll.question)}</b>"]
         if note:
@@ -196,6 +209,12 @@ class PollsPlugin:
             rows.append((Button(CHANGE, f"pq:o:{poll_id}"),))
         rows.append((Button(OTHER_POLLS, "pq:l"),))
         return Screen("\n".join(lines), tuple(rows))
+
+    async def _published(self, session: AsyncSession, key: str) -> tuple[dict[str, int], int]:
+        """The export's figures for the poll: shown counts (withheld ones left out) and respondents."""
+        figures = await published(session, self.zone, effective_k(self.k_min()), self.today(), key)
+        counts = {option: row.count for (_, option), row in figures.rows.items() if row.count is not None}
+        return counts, figures.respondents(key) or 0
 
     async def _results(self, session: AsyncSession, user_id: int, poll_id: int, poll: Poll) -> Reply:
         chosen = await store.choices(session, poll_id, user_id)

@@ -30,7 +30,7 @@ def build_dialogue(
     broadcasts = BroadcastAdmin(sessions, settings.admin_ids)
     estimator = Estimator(sessions, settings.current_date)
     k_min = lambda: settings.k_min  # noqa: E731
-    polls = PollsPlugin(sessions, settings.current_date, k_min)
+    polls = PollsPlugin(sessions, settings.current_date, k_min, zone=settings.zone)
     polls_admin = PollsAdmin(
         sessions, settings.admin_ids, settings.current_date, k_min, bot_username, zone=settings.zone
     )

@@ -7,7 +7,7 @@ Answers keep the day only. Counting runs in SQL (GROUP BY over the (poll_id, opt
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -113,15 +113,20 @@ class Snapshot:
     counts: dict[str, int]
 
 
-async def snapshot(session: AsyncSession, poll_id: int, today: date) -> Snapshot:
+Counter = Callable[[], Awaitable[tuple[dict[str, int], int]]]
+"""Computes (counts per option, respondents) for a snapshot; the bot passes the export's published figures."""
+
+
+async def snapshot(session: AsyncSession, poll_id: int, today: date, counter: Counter | None = None) -> Snapshot:
     """The poll's peer figures as of the first look today: taken at most once a day for all processes.
 
     A snapshot from an earlier day is replaced; when two processes refresh at once, the first one stored wins the
-    day (the upsert only replaces an older day), so everybody sees the same figures until tomorrow.
+    day (the upsert only replaces an older day), so everybody sees the same figures until tomorrow. `counter`
+    computes the figures (by default the live counts).
     """
     stored = await session.get(PollSnapshot, poll_id, populate_existing=True)
     if stored is None or stored.taken_on < today:
-        counts, respondents = await live_counts(session, poll_id)
+        counts, respondents = await (counter() if counter is not None else live_counts(session, poll_id))
         values: dict[str, Any] = {"poll_id": poll_id, "taken_on": today, "respondents": respondents, "counts": counts}
         dialect = session.get_bind().dialect.name
         ins = pg_insert(PollSnapshot) if dialect == "postgresql" else sqlite_insert(PollSnapshot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import admin_polls as ap
 from bot import polls as bp
 from bot.dialogue import Dialogue, Reply
+from bot.published import published
 from bot.settings import Settings
 from bot.wiring import build_dialogue
 from db import outbox, sources
@@ -108,27 +110,31 @@ async def test_multiple_choice_toggles_then_done(sessions: Sessions) -> None:
     assert set(await _choices(sessions, "ime_case_types", 2)) == {"wc", "ffd"}
 
 
-async def test_peer_figures_appear_past_k_with_the_next_snapshot(sessions: Sessions) -> None:
+async def test_peer_figures_are_the_exports_once_a_month_has_ended(sessions: Sessions) -> None:
     dialogue = _dialogue(sessions)
-    for user_id in range(1, 6):
-        reply = await _answer_fee(dialogue, user_id, "Under $1,000")
+    plan = ["Under $1,000"] * 5 + ["$1,000-2,000"] * 3 + ["$2,001-3,500"] * 2
+    for user_id, label in enumerate(plan, start=1):
+        reply = await _answer_fee(dialogue, user_id, label)
         assert bp.WAIT_FOR_K.format(k=5) in _text(reply)
-    sixth = await _answer_fee(dialogue, 6, "$1,000-2,000")
-    assert bp.WAIT_FOR_K.format(k=5) in _text(sixth)  # today's snapshot was taken before: it holds until tomorrow
-
-    tomorrow = _dialogue(sessions, TODAY + timedelta(days=1))
     poll_id = await _poll_id(sessions, "ime_fee")
-    seen = _text(await tomorrow.press(1, f"pq:r:{poll_id}"))
+    # tomorrow is still November: a month under way is not published, in chat as in `medlegal export`
+    tomorrow = _text(await _dialogue(sessions, TODAY + timedelta(days=1)).press(1, f"pq:r:{poll_id}"))
+    assert bp.WAIT_FOR_K.format(k=5) in tomorrow
+
+    december = date(2026, 12, 2)
+    seen = _text(await _dialogue(sessions, december).press(1, f"pq:r:{poll_id}"))
     assert "Results appear" not in seen
-    assert "83% of 6 physicians chose <b>Under $1,000</b>" in seen
-    assert "&lt;5 of 6 physicians chose <b>$1,000-2,000</b>" in seen  # a count below k, no share
-    assert "17%" not in seen
-    # a seventh answer does not move the figures the same day
-    await _answer_fee(tomorrow, 7, "Over $3,500")
-    assert _text(await tomorrow.press(1, f"pq:r:{poll_id}")) == seen
-    # someone who has not answered sees the question, not the figures
-    unanswered = await tomorrow.press(8, f"pq:r:{poll_id}")
-    assert unanswered.notice == bp.NOT_ANSWERED and "physicians chose" not in _text(unanswered)
+    assert "50% of 10 physicians chose <b>Under $1,000</b>" in seen
+    assert "&lt;5 of 10 physicians chose <b>$1,000-2,000</b>" in seen  # a count below k, no share
+    assert "30%" not in seen and "20%" not in seen
+    async with sessions() as s:  # the very figures the export publishes
+        figures = await published(s, ZoneInfo("America/Los_Angeles"), 5, december, "ime_fee")
+    assert figures.respondents("ime_fee") == 10 and figures.shown("ime_fee", "under_1000") == 5
+    assert figures.shown("ime_fee", "1000_2000") is None
+    # an answer given in December leaves November's figures, and the day's snapshot, as they were
+    await _answer_fee(_dialogue(sessions, december), 11, "Over $3,500")
+    again = _text(await _dialogue(sessions, december).press(2, f"pq:r:{poll_id}"))
+    assert "50% of 10 physicians chose <b>Under $1,000</b>" in again
 
 
 async def test_closed_polls_and_forged_buttons(sessions: Sessions) -> None:

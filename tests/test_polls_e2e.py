@@ -12,7 +12,7 @@ from sqlalchemy import update
 from bot import admin_polls as ap
 from db import sources
 from db.engine import make_session_factory
-from db.models import PollSnapshot
+from db.models import PollSnapshot, PollVote
 from tests.fake_bot_api import FakeBotApi, FakeUser
 from tests.harness import RunningBot
 from tests.test_e2e_telegram import say, tap
@@ -50,7 +50,8 @@ async def test_poll_answer_change_figures_past_k_and_start_links(fake: FakeBotAp
             text = await _answer(fake, fake.user(user_id, first_name="Doc"), "Under $1,000")
             assert "Results appear once 5 physicians have answered" in text  # today's snapshot holds
 
-        async with bot.engine.begin() as conn:  # a day passes for the snapshot
+        async with bot.engine.begin() as conn:  # the answers are from last month, and a day passes for the snapshot
+            await conn.execute(update(PollVote).values(answered_on=TODAY - timedelta(days=31)))
             await conn.execute(update(PollSnapshot).values(taken_on=TODAY - timedelta(days=1)))
         await say(fake, ana, "/polls", "Community polls")
         await tap(fake, ana, f"✓ {FEE}", None)
