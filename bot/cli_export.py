@@ -29,7 +29,11 @@ def add_parser(sub: Any) -> None:
         metavar="PATH",
         help="csv/json: the file (- for standard output); png: a directory that receives one <poll>.png per poll",
     )
-    export.add_argument("--poll", metavar="KEY", help="only this poll (e.g. flow.specialty, flow.path)")
+    export.add_argument(
+        "--poll",
+        metavar="KEY",
+        help="only this poll (flow.specialty, flow.path, source.link, progress.qme, a community poll key)",
+    )
     export.add_argument("--since", metavar="YYYY-MM", help="first month (default: the first month with answers)")
     export.add_argument("--until", metavar="YYYY-MM", help="last month, inclusive (default: last month)")
     export.add_argument("--by", choices=DIMENSIONS, help="a breakdown: one row per cell of it")
