@@ -63,13 +63,16 @@ def flow_polls(defn: FlowDefinition) -> list[Poll]:
 
 def source_poll(links: Links) -> Poll:
     """Per link: finished the questions, not (yet); and finished without a link. The finished options add up to
-    the flow's respondents, a published figure: they form a group (rule 6)."""
+    the flow's respondents, a published figure, and so the unfinished ones to this poll's respondents minus it:
+    each is a group (rule 6)."""
     options: list[tuple[str, str]] = []
     for code, name in links:
         options += [(code, f"{name}: finished"), (code + OPEN, f"{name}: not finished yet")]
     options.append((NO_LINK, "No start link: finished"))
     finished = frozenset(key for key, _ in options if not key.endswith(OPEN))
-    return Poll(SOURCE_POLL, "Start link and whether the questions were finished", tuple(options), groups=(finished,))
+    unfinished = frozenset(key for key, _ in options if key.endswith(OPEN))
+    groups = (finished, unfinished) if unfinished else (finished,)  # respondents minus finished: the unfinished
+    return Poll(SOURCE_POLL, "Start link and whether the questions were finished", tuple(options), groups=groups)
 
 
 def progress_polls(steps: Steps) -> list[Poll]:

@@ -24,8 +24,9 @@ that may be published. The anonymity rule (also in the README, "Anonymity rule")
    cell is shown (before rule 4) only in months where that poll's "all" month-cell shows the count. The "none"
    cell is such a count only when the defining poll maps an option to "none" (the start-link poll does).
 6. A single-choice poll may name option groups whose total another published figure tells (the steps of the QME
-   track add up to the physicians whose path is QME or hybrid): within each group the withheld counts are
-   complemented as in rule 2, so that total minus the group's shown counts is 0 or at least k too.
+   track add up to the physicians whose path is QME or hybrid): a month-cell where a group's total is below k
+   (and not 0) is dropped, and within each group the withheld counts are complemented as in rule 2, so that the
+   total minus the group's shown counts is 0 or at least k too.
 
 A count of 0 is withheld like any count below k. When a remainder is 0 it shows that the withheld options of
 that month-cell were chosen by nobody; a zero singles out no one, so the rule allows that.
@@ -223,6 +224,8 @@ def publish_block(
     shown = {o: counts.get(o, 0) for o in options if counts.get(o, 0) >= k}
     if multi:
         return shown
+    if any(0 < sum(counts.get(o, 0) for o in group) < k for group in groups):
+        raise _Dropped  # rule 6: the respondents less that other figure would tell the small group
     while True:
         withheld = len(options) - len(shown)
         remainder = n - sum(shown.values())

@@ -292,8 +292,11 @@ def test_a_group_whose_total_is_published_elsewhere_is_complemented_too() -> Non
     group = (frozenset({"a", "b", "c"}),)
     assert publish_block(29, counts, options, False, 5, group) == {"x": 14}
     # a group with nothing shown is withheld as a whole: its total is the other figure itself
-    counts = {"a": 2, "b": 2, "c": 0, "x": 22, "y": 3}
-    assert publish_block(29, counts, options, False, 5, group) == {"x": 22}
+    counts = {"a": 3, "b": 2, "c": 0, "x": 21, "y": 3}
+    assert publish_block(29, counts, options, False, 5, group) == {"x": 21}
+    # a group total below k: the respondents minus the other figure would tell it, so the month-cell is dropped
+    with pytest.raises(_Dropped):
+        publish_block(29, {"a": 2, "b": 2, "c": 0, "x": 22, "y": 3}, options, False, 5, group)
 
 
 @PROPERTY
@@ -313,6 +316,7 @@ def test_no_group_total_minus_its_shown_counts_is_small(counts: list[int], membe
     except _Dropped:  # the month-cell is dropped: nothing published
         return
     assert all(count >= k for count in shown.values())
+    assert not small(sum(c for o, c in zip(options, counts, strict=True) if o in group), k)
     for part in (group, frozenset(options)):
         hidden = [o for o in options if o in part and o not in shown]
         rest = sum(c for o, c in zip(options, counts, strict=True) if o in hidden)

@@ -66,7 +66,7 @@ async def test_admin_export_sends_csv_and_charts_and_a_physician_is_refused(fake
         assert specialty["Orthopedics"] == ("9", "15") and specialty["Psychiatry"] == ("<3", "15")
         figures = {(r["poll"], r["option"]): (r["count"], r["respondents"]) for r in rows}
         assert figures[("fees", "$1,000-2,000")] == ("4", "7") and figures[("fees", "Over $3,500")] == ("<3", "7")
-        assert figures[("source.link", "Ortho Club: finished")] == ("5", "17")
+        assert figures[("source.link", "Ortho Club: finished")] == ("5", "18")
         assert figures[("progress.qme", "Eligibility confirmed")] == ("8", "15")
         assert sorted(files) == sorted(f"{p}.png" for p in dict.fromkeys(r["poll"] for r in rows))
         for content in files.values():

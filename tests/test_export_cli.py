@@ -87,11 +87,11 @@ FEES = (("lt1k", "Under $1,000"), ("1to2k", "$1,000-2,000"), ("2to3k", "$2,001-3
 
 
 async def seed_extras(sessions: async_sessionmaker[AsyncSession], users: Sequence[int]) -> list[int]:
-    """On top of `seed(PLAN)`: a start link "club" (the five October orthopedic surgeons, and two physicians who
+    """On top of `seed(PLAN)`: a start link "club" (the five October orthopedic surgeons, and three physicians who
     arrived through it in October without finishing), ticked steps (the September surgeons confirmed their
     eligibility), and the community poll "fees" (September: 4 surgeons, 3 nephrologists; October: one physician
     without a flow, a month-cell below k). Returns every user id involved."""
-    drifters = [FIRST_ID + 900, FIRST_ID + 901]
+    drifters = [FIRST_ID + 900, FIRST_ID + 901, FIRST_ID + 902]
     lone = FIRST_ID + len(PLAN)  # stopped after two answers in seed()
     async with sessions() as session, session.begin():
         await source_store.add_source(session, "club", "Ortho Club", date(2026, 9, 1))
@@ -241,11 +241,10 @@ async def test_community_polls_sources_and_the_funnel_in_the_export_and_in_chat(
     assert figure(rows, "fees", "$1,000-2,000") == ("4", "0.5714", "7")
     assert figure(rows, "fees", "$2,001-3,500") == ("3", "0.4286", "7")
     assert figure(rows, "fees", "Over $3,500") == ("<3", "", "7")
-    # start links: October has 5 finished and 2 not finished through "club", and 3 finished without a link; the 2
-    # are withheld, and so is the 3 (else 10 - 5 - 3 would tell the 2)
-    assert figure(rows, "source.link", "Ortho Club: finished") == ("5", "0.2941", "17")
-    assert figure(rows, "source.link", "Ortho Club: not finished yet") == ("<3", "", "17")
-    assert figure(rows, "source.link", "No start link: finished") == ("7", "0.4118", "17")
+    # start links: October has 5 finished and 3 not finished through "club", and 3 finished without a link
+    assert figure(rows, "source.link", "Ortho Club: finished") == ("5", "0.2778", "18")
+    assert figure(rows, "source.link", "Ortho Club: not finished yet") == ("3", "0.1667", "18")
+    assert figure(rows, "source.link", "No start link: finished") == ("10", "0.5556", "18")
     # the funnel: every flow respondent; the QME track's first open step
     assert figure(rows, "progress.qme", "Report-writing course done") == ("4", "0.2667", "15")
     assert figure(rows, "progress.qme", "Eligibility confirmed") == ("8", "0.5333", "15")
@@ -257,7 +256,7 @@ async def test_community_polls_sources_and_the_funnel_in_the_export_and_in_chat(
     # --by source is populated, cell by cell as source.link allows; --poll works for a community poll
     by_source = parse_csv(ok(run("--format", "csv", "--out", "-", "--by", "source")))
     assert figure(by_source, "flow.path", QME, "source:club") == ("5", "1", "5")
-    assert figure(by_source, "flow.path", QME, "source:none") == ("4", "0.5714", "7")  # October's 3 withheld
+    assert figure(by_source, "flow.path", QME, "source:none") == ("4", "0.4", "10")
     assert {r["breakdown"] for r in by_source if r["poll"] == "flow.path"} == {"source:club", "source:none"}
     fees = parse_csv(ok(run("--format", "csv", "--out", "-", "--poll", "fees", "--by", "specialty")))
     assert {r["poll"] for r in fees} == {"fees"}
@@ -270,8 +269,8 @@ async def test_community_polls_sources_and_the_funnel_in_the_export_and_in_chat(
 
     # /sources and /funnel in chat show the export's own figures
     chat = ok(run("chat", "--admin", stdin="/sources\n/funnel\n"))
-    assert "Ortho Club" in chat and "finished 5" in chat and "not finished yet <3" in chat
-    assert "started withheld" in chat and "No start link, finished: 7" in chat
+    assert "Ortho Club" in chat and "started 8 · finished 5 · not finished yet 3" in chat
+    assert "No start link, finished: 10" in chat
     assert "Report-writing course done: 4" in chat and "Eligibility confirmed: 8" in chat
     assert "First IME company or referral source: 3" in chat and "Sep 2026 - Oct 2026" in chat
 

@@ -159,7 +159,8 @@ def test_the_start_link_poll_counts_finished_and_unfinished_and_defines_the_sour
     ]
     poll = responses[0].poll
     assert poll.key == SOURCE_POLL and [k for k, _ in poll.options] == ["club", "club:open", NO_LINK]
-    assert poll.groups == (frozenset({"club", NO_LINK}),)  # the finished ones add up to the flow's respondents
+    # the finished ones add up to the flow's respondents, the others to this poll's respondents minus those
+    assert poll.groups == (frozenset({"club", NO_LINK}), frozenset({"club:open"}))
     assert defined_by(DEFN, links)["source"] == {SOURCE_POLL: {"club": "club", NO_LINK: "none"}}
 
 
