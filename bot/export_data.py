@@ -211,19 +211,6 @@ def community_response(
     return Response(respondent, poll, tuple(k for k in chosen if k in valid), Month.of(day), breakdown)
 
 
-async def load_responses(
-    session: AsyncSession,
-    zone: ZoneInfo,
-    *,
-    sources: Mapping[int, str] | None = None,
-    extra: Iterable[Response] = (),
-    defn: FlowDefinition | None = None,
-) -> list[Response]:
-    """The flow's answers (with `sources`: user id -> start-link code) followed by `extra` (community polls)."""
-    flows = await completed_flows(session)
-    return [*flow_responses(flows, defn or load_definition(), zone, sources), *extra]
-
-
 @dataclass(frozen=True)
 class Answers:
     """Everything the export counts, as anonymous responses, and the start links (the source poll's options)."""
