@@ -208,8 +208,13 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             log.warning("could not report the error to the user: %s", type(exc).__name__)
 
 
+LOG_TAG_GROUP = -200
+"""Before every other handler group, the duplicate-update guard's (-100) included: PTB runs only the first
+matching handler of a group, and the guard's own log lines should carry the update too."""
+
+
 def register(app: Application) -> None:  # type: ignore[type-arg]
-    app.add_handler(TypeHandler(Update, on_update_start), group=-100)
+    app.add_handler(TypeHandler(Update, on_update_start), group=LOG_TAG_GROUP)
     commands = [name for name, _ in texts.COMMANDS]
     app.add_handler(CommandHandler(commands, on_command, filters=PRIVATE))
     app.add_handler(CallbackQueryHandler(on_callback))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +32,6 @@ from tests.harness import RunningBot
 Sessions = async_sessionmaker[AsyncSession]
 ADMIN = 7
 TEXT = "<b>QME exam</b>: the application window closes in 30 days."
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 @dataclass
