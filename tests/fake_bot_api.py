@@ -560,6 +560,10 @@ class FakeBotApi:
         self.my_commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] | None = None
         self.webhook_errors: list[str] = []
+        self.on_handed_out: Callable[[list[dict[str, Any]]], None] | None = None
+        """Called with each batch getUpdates hands out, as it does (benchmarks time updates from here)."""
+        self.on_call: Callable[[Call], None] | None = None
+        """Called with each finished call, status and response set (benchmarks react to replies here)."""
 
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(100_000)
@@ -939,6 +943,8 @@ class FakeBotApi:
                 self._touch()
         call.status = status
         call.response = body
+        if self.on_call is not None:
+            self.on_call(call)
         self._notify()
         return web.json_response(body, status=status)
 
@@ -1070,6 +1076,8 @@ class FakeBotApi:
                 if transport is not None and not transport.is_closing():
                     self._fetched_upto = max(self._fetched_upto, *(int(u["update_id"]) for u in batch))
                     self._touch()
+                    if self.on_handed_out is not None:
+                        self.on_handed_out(batch)
                 return batch
             remaining = deadline - loop.time()
             if remaining <= 0:
