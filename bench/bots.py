@@ -35,6 +35,7 @@ from telegram.ext import (
 from bench.physicians import TAPS, TOGGLES
 from bot.app import build_application
 from bot.settings import Settings
+from bot.update_order import MAX_CONCURRENT_UPDATES
 
 App = Application[Any, Any, Any, Any, Any, Any]
 UNLIMITED = 1_000_000
@@ -185,7 +186,12 @@ async def _bare_press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 def bare_app(address: dict[str, str]) -> App:
     app: App = (
-        ApplicationBuilder().token(address["token"]).base_url(address["base_url"]).rate_limiter(PassThrough()).build()
+        ApplicationBuilder()
+        .token(address["token"])
+        .base_url(address["base_url"])
+        .rate_limiter(PassThrough())
+        .concurrent_updates(MAX_CONCURRENT_UPDATES)  # as many at once as medlegal handles
+        .build()
     )
     app.add_handler(CommandHandler("start", _bare_start))
     app.add_handler(CallbackQueryHandler(_bare_press))

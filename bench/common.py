@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -105,6 +106,30 @@ async def run_bot(
             probe.reset()
         report = await fake.run(physicians, first_id, concurrency, within)
     return Run(name, report, probe.step_times(), running.errors.count, running.errors.first)
+
+
+@contextlib.asynccontextmanager
+async def profiled(prefix: str | None, name: str) -> AsyncIterator[None]:
+    """Profile the block with pyinstrument (`pip install pyinstrument`, in the bench extra) into PREFIX-name.txt.
+
+    Only CPU in this process shows (idle time waiting for the fake or the database is left out), so the top
+    entries are what a flow step costs the bot itself.
+    """
+    if prefix is None:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        path = Path(f"{prefix}-{name.lower()}.txt")
+        text = profiler.output_text(unicode=False, color=False, show_all=False)
+        await asyncio.to_thread(path.write_text, text)
+        print(f"profile written to {path}")
 
 
 def pg_url_from_env() -> str | None:

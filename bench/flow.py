@@ -19,7 +19,7 @@ import argparse
 import asyncio
 import sys
 
-from bench.common import Run, backend_name, fresh_database, machine, pg_url_from_env, run_bot
+from bench.common import Run, backend_name, fresh_database, machine, pg_url_from_env, profiled, run_bot
 from bench.physicians import FakeProcess, percentile
 
 IN_PROCESS_P99_TARGET = 0.005
@@ -63,7 +63,7 @@ def print_targets(runs: list[Run]) -> bool:
     return ok
 
 
-async def run(physicians: int, pg_url: str | None, backends: list[str]) -> bool:
+async def run(physicians: int, pg_url: str | None, backends: list[str], profile: str | None = None) -> bool:
     print(f"machine: {machine()}")
     print(f"{physicians} physicians one after another, {physicians * 16} button steps per bot\n")
     runs: list[Run] = []
@@ -77,7 +77,7 @@ async def run(physicians: int, pg_url: str | None, backends: list[str]) -> bool:
                 print("PostgreSQL skipped: pass --pg-url or set MEDLEGAL_BENCH_PG_URL\n")
                 continue
             first_id += 100_000
-            async with fresh_database(kind, pg_url) as url:
+            async with fresh_database(kind, pg_url) as url, profiled(profile, backend_name(url)):
                 runs.append(await run_bot(fake, f"medlegal {backend_name(url)}", url, physicians=physicians,
                                           first_id=first_id, concurrency=1, within=timeout))  # fmt: skip
     print_table(runs)
@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--physicians", type=int, default=40, help="physicians per bot, one after another")
     parser.add_argument("--pg-url", default=pg_url_from_env(), help="a PostgreSQL server (a fresh database is made)")
     parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--profile", metavar="PREFIX", help="write pyinstrument profiles of medlegal to PREFIX-*.txt")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    ok = asyncio.run(run(args.physicians, args.pg_url, backends))
+    ok = asyncio.run(run(args.physicians, args.pg_url, backends, args.profile))
     return 0 if ok else 1
 
 

@@ -18,6 +18,7 @@ from bot.rate_limit import BotRateLimiter
 from bot.reminder_scheduler import ReminderScheduler
 from bot.sender import OutboxSender
 from bot.settings import Settings
+from bot.update_order import PerUserOrder
 from bot.wiring import build_dialogue
 from db.engine import make_engine, make_session_factory
 
@@ -67,6 +68,7 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
 
     limiter = BotRateLimiter(settings.rate_limit, settings.chat_rate_limit, engine=db_engine)
     builder = ApplicationBuilder().token(settings.bot_token.get_secret_value()).rate_limiter(limiter)
+    builder = builder.concurrent_updates(PerUserOrder())  # physicians in parallel, each one's taps in order
     if settings.telegram_base_url:
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")
     app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
