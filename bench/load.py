@@ -76,7 +76,7 @@ def _line(run: Run) -> tuple[float, str]:
 async def run(physicians: int, pg_url: str | None, backends: list[str], profile: str | None = None) -> bool:
     print(f"machine: {machine()}")
     print(f"{physicians} physicians at once, {physicians * 17} updates per bot\n")
-    within = 120.0 + physicians * 0.5
+    within = 120.0 + physicians * 1.5
     first_id = 2_000_000
     ok = True
     lines: list[tuple[str, float, str]] = []
