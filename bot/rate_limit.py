@@ -52,10 +52,10 @@ BULK = "bulk"
 MARGIN = 0.02
 """Slots are 2% longer than 1/limit: 98% of the limit at most, with 20 ms of jitter tolerated per second."""
 LATE = 0.005
+"""Seconds after its slot beyond which a message counts as late (see `BotRateLimiter._until`)."""
 EARLY = 0.001
 """A slot at most this near is taken at once: well inside the margin, and sleeping for less would cost an event-loop
 round (late on a busy loop, which then pushes the shared schedule) for nothing."""
-"""Seconds after its slot beyond which a message counts as late (see `BotRateLimiter._until`)."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -242,10 +242,8 @@ class DatabaseSchedule:
                     self._failed(exc)
                     for waiting in batch:
                         waiting.set_result((await self.fallback.reserve(False))[0] or 0.0)
-                except BaseException as exc:  # cancelled, or a bug: the others must not wait forever
-                    for waiting in batch:
-                        if waiting is not mine:
-                            waiting.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                except BaseException:  # this reply was cancelled: the next one to get the lock reserves for the rest
+                    self._replies = [w for w in batch if w is not mine] + self._replies
                     raise
                 else:
                     for i, waiting in enumerate(batch):
