@@ -15,6 +15,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot import handlers, texts, update_guard
 from bot.aiohttp_request import AiohttpRequest
+from bot.per_user_order import PerUserOrder
 from bot.rate_limit import BotRateLimiter
 from bot.reminder_scheduler import ReminderScheduler
 from bot.sender import OutboxSender
@@ -73,6 +74,7 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
         .rate_limiter(limiter)
         .request(AiohttpRequest())
         .get_updates_request(AiohttpRequest(connection_pool_size=1))
+        .concurrent_updates(PerUserOrder())  # physicians in parallel, each one's taps in order
     )
     if settings.telegram_base_url:
         builder = builder.base_url(settings.telegram_base_url).base_file_url(settings.base_file_url or "")

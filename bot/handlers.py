@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
 
-from telegram import Bot, InputFile, Message, Update
+from telegram import Bot, CallbackQuery, InputFile, Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
@@ -99,11 +100,19 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         reply = await with_db_retry(lambda: _dialogue(context).press(query.from_user.id, query.data))
     finally:
         PRESSED_MESSAGE.reset(pressed)
+    # The answer (it stops the button's spinner) is no message: it goes out beside the reply, not before it.
+    answering = asyncio.create_task(_answer(query, reply.notice))
     try:
-        await query.answer(reply.notice)
-    except BadRequest as exc:  # a query older than Telegram keeps them; the reply below still helps
+        await deliver(context.bot, query.from_user.id, reply, source)
+    finally:
+        await answering
+
+
+async def _answer(query: CallbackQuery, notice: str | None) -> None:
+    try:
+        await query.answer(notice)
+    except BadRequest as exc:  # a query older than Telegram keeps them; the reply still helps
         log.info("callback answer failed: %s", exc)
-    await deliver(context.bot, query.from_user.id, reply, source)
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -208,8 +217,13 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             log.warning("could not report the error to the user: %s", type(exc).__name__)
 
 
+LOG_TAG_GROUP = -200
+"""Before every other handler group, the duplicate-update guard's (-100) included: PTB runs only the first
+matching handler of a group, and the guard's own log lines should carry the update too."""
+
+
 def register(app: Application) -> None:  # type: ignore[type-arg]
-    app.add_handler(TypeHandler(Update, on_update_start), group=-100)
+    app.add_handler(TypeHandler(Update, on_update_start), group=LOG_TAG_GROUP)
     commands = [name for name, _ in texts.COMMANDS]
     app.add_handler(CommandHandler(commands, on_command, filters=PRIVATE))
     app.add_handler(CallbackQueryHandler(on_callback))

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from db.models import (
     AdminAction,
@@ -60,14 +61,20 @@ async def lock_user(session: AsyncSession, user_id: int) -> User:
     """Create the user if new, then lock its row so one physician's updates apply one at a time.
 
     On PostgreSQL this is a row lock held until the transaction ends, which serialises updates for the
-    same physician across bot processes; SQLite serialises writers by itself.
+    same physician across bot processes; a known user costs that one statement, the insert only runs for a new
+    one. SQLite serialises writers by itself: there the insert goes first, so that the transaction holds the
+    write lock from its start and never has to upgrade a read snapshot (which would fail, not wait).
     """
+    locked = select(User).where(User.id == user_id).with_for_update()
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        user = (await session.execute(locked)).scalar_one_or_none()
+        if user is not None:
+            return user
     ins = pg_insert(User) if dialect == "postgresql" else sqlite_insert(User)
     now = utcnow()
     await session.execute(ins.values(id=user_id, created_at=now, updated_at=now).on_conflict_do_nothing())
-    user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one()
-    return user
+    return (await session.execute(locked)).scalar_one()
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
@@ -88,21 +95,33 @@ def _stored(row: FlowSession) -> StoredFlow:
     )
 
 
+def _keep(session: AsyncSession, row: FlowSession) -> StoredFlow:
+    """The row as a StoredFlow, kept by the session: its identity map holds rows only weakly, and `save_flow`
+    later in the same transaction then finds the row and its answers there instead of loading them again."""
+    session.info.setdefault("medlegal_flows", {})[row.id] = row
+    return _stored(row)
+
+
 async def active_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
     row = await _active_row(session, user_id)
-    return None if row is None else _stored(row)
+    return None if row is None else _keep(session, row)
 
 
 async def latest_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
     """The most recent session of any status (for "welcome back" and the recommendation on /start)."""
     stmt = select(FlowSession).where(FlowSession.user_id == user_id).order_by(FlowSession.id.desc()).limit(1)
     row = (await session.execute(stmt)).scalar_one_or_none()
-    return None if row is None else _stored(row)
+    return None if row is None else _keep(session, row)
 
 
 async def _active_row(session: AsyncSession, user_id: int) -> FlowSession | None:
-    stmt = select(FlowSession).where(FlowSession.user_id == user_id, FlowSession.status == "active")
-    return (await session.execute(stmt)).scalar_one_or_none()
+    """The active session with its answers in one query (a join, not a second round trip)."""
+    stmt = (
+        select(FlowSession)
+        .where(FlowSession.user_id == user_id, FlowSession.status == "active")
+        .options(joinedload(FlowSession.answers))
+    )
+    return (await session.execute(stmt)).unique().scalar_one_or_none()
 
 
 async def start_flow(
@@ -125,11 +144,11 @@ async def start_flow(
         draft=[],
         turn=previous_turn + 1,
         moved_by_update=update_id,
+        answers=[],  # known to be empty: no query to load them
     )
     session.add(row)
     await session.flush()
-    await session.refresh(row, ["answers"])
-    return _stored(row)
+    return _keep(session, row)
 
 
 async def _last_turn(session: AsyncSession, user_id: int) -> int:
@@ -159,8 +178,12 @@ async def save_flow(
     update_id: int | None = None,
 ) -> StoredFlow:
     """Write the new position and answers, bumping the turn; answers no longer given are removed. `update_id`: the
-    Telegram update that made the change (None from the console)."""
-    row = await session.get(FlowSession, flow_id, with_for_update=True)
+    Telegram update that made the change (None from the console).
+
+    The caller holds the physician's lock (`lock_user`), which serialises their changes; the row it loaded in this
+    transaction comes from the session's identity map with its answers, so only the changes go to the database.
+    """
+    row = await session.get(FlowSession, flow_id)
     if row is None:
         raise LookupError(f"flow session {flow_id} is gone")
     row.current_key = current_key

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import migrate
 from db.engine import make_engine, make_session_factory
+from tests.fake_bot_api import FakeBotApi
 
 PG_URL = os.environ.get("MEDLEGAL_TEST_PG_URL", "")
 
@@ -95,3 +96,10 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_session_factory(engine)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    """The fake Bot API server on 127.0.0.1, fresh for each test."""
+    async with FakeBotApi() as server:
+        yield server

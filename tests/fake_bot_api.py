@@ -573,6 +573,10 @@ class FakeBotApi:
         """(update_id, target URL, HTTP status or 0 for a connection error) for every webhook POST, in order."""
         self._everywhere: set[int] = set()
         self._deliveries = itertools.count()
+        self.on_handed_out: Callable[[list[dict[str, Any]]], None] | None = None
+        """Called with each batch getUpdates hands out, as it does (benchmarks time updates from here)."""
+        self.on_call: Callable[[Call], None] | None = None
+        """Called with each finished call, status and response set (benchmarks react to replies here)."""
 
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(100_000)
@@ -962,6 +966,8 @@ class FakeBotApi:
                 self._touch()
         call.status = status
         call.response = body
+        if self.on_call is not None:
+            self.on_call(call)
         self._notify()
         return web.json_response(body, status=status)
 
@@ -1093,6 +1099,8 @@ class FakeBotApi:
                 if transport is not None and not transport.is_closing():
                     self._fetched_upto = max(self._fetched_upto, *(int(u["update_id"]) for u in batch))
                     self._touch()
+                    if self.on_handed_out is not None:
+                        self.on_handed_out(batch)
                 return batch
             remaining = deadline - loop.time()
             if remaining <= 0:

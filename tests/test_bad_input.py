@@ -3,11 +3,8 @@ stored flow still restores to a valid state (tests.stored_state)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
-
-import pytest
 
 from bot import texts
 from tests.fake_bot_api import FakeBotApi, FakeUser, make_callback_update, make_message_update
@@ -15,12 +12,6 @@ from tests.harness import RunningBot
 from tests.stored_state import assert_stored_data_valid
 
 ADMIN = 9201
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 def _after(user: FakeUser) -> int:

@@ -363,12 +363,6 @@ async def test_forged_stale_and_other_admins_presses_change_nothing(bot: Bot) ->
 # -- end to end through the fake Bot API ----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
-
-
 async def test_end_to_end_admin_broadcasts_and_subscribers_receive_it(fake: FakeBotApi, sqlite_url: str) -> None:
     admin = fake.user(ADMIN, "Ada")
     async with RunningBot(fake, sqlite_url, admin_ids=frozenset({ADMIN})) as running:

@@ -12,7 +12,6 @@ import io
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,12 +115,6 @@ def test_status_takes_no_options(medlegal: Run) -> None:
 
 
 # -- --wait, with the sender of a running bot --------------------------------------------------------------
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def test_wait_follows_the_sender_to_the_final_report(fake: FakeBotApi, tmp_path: Path) -> None:

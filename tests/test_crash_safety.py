@@ -11,10 +11,8 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import insert
 
 from db import migrate, outbox
@@ -26,12 +24,6 @@ from tests.fake_bot_api import FakeBotApi
 RECIPIENTS = list(range(50_000, 52_000))
 RATE = 150
 TEXT = "<b>Exam window</b> announced: apply by the deadline."
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def _queue(url: str) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
-
-import pytest
 
 from db import repository as repo
 from db.engine import make_session_factory
@@ -20,12 +17,6 @@ PSYCHIATRIST = {
     "hours": "5to10", "paperwork": "low", "admin_support": "no", "testimony": "occasionally", "in_person_ca": "yes",
     "case_types": ["pi", "ffd"],
 }  # fmt: skip
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def _answered(bot: RunningBot, user_id: int, answers: dict[str, Any]) -> None:

@@ -4,11 +4,8 @@ delivered by the running app's sender to a physician who never asked for exam re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from bot.progress import ProgressTracker
 from db import repository as repo
@@ -20,12 +17,6 @@ from tests.test_e2e_telegram import CA_ORTHO, play, say, tap
 MARCH = date(2027, 3, 1)  # April's application deadline (19 Feb) has passed; its window (5 Apr) has not opened
 ADMIN = 5999
 LA = ZoneInfo("America/Los_Angeles")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def _calendar(bot: RunningBot) -> None:

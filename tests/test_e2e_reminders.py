@@ -3,11 +3,8 @@ running app delivers the one that is due, and its Stop button turns them off."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from db import outbox
 from db import repository as repo
@@ -19,12 +16,6 @@ from tests.test_e2e_telegram import CA_ORTHO, play, say, tap
 LA = ZoneInfo("America/Los_Angeles")
 TODAY = date(2027, 2, 12)
 NOW = datetime(2027, 2, 12, 9, 30, tzinfo=LA)  # half an hour after the 7-day deadline reminder's time
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def test_reminder_delivered_and_stopped(fake: FakeBotApi, sqlite_url: str) -> None:

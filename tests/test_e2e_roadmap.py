@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
-import pytest
 from icalendar import Calendar
 
 from db import repository as repo
@@ -15,12 +13,6 @@ from tests.harness import RunningBot
 from tests.test_e2e_telegram import CA_ORTHO, play, say, tap
 
 TODAY = date(2026, 11, 29)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 async def _add_april_2027(bot: RunningBot) -> int:

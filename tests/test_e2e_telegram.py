@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot import texts
 from tests.fake_bot_api import BotMessage, FakeBotApi, FakeUser
@@ -29,12 +26,6 @@ CA_ORTHO = [
     ("Workers' compensation", None),
     ("Done", "Recommendation: California QME"),
 ]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 def _after(user: FakeUser) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,6 @@ from tests.fake_bot_api import FakeBotApi, FakeUser
 from tests.harness import RunningBot
 
 ADMINS = frozenset({9101, 9102})
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 def _after(user: FakeUser) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,12 +35,6 @@ def captured() -> Iterator[io.StringIO]:
         root.handlers[:] = handlers
         root.setLevel(level)
         logging.getLogger("aiosqlite").setLevel(logging.NOTSET)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 def _after(user: FakeUser) -> int:

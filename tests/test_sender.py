@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +32,6 @@ from tests.harness import RunningBot
 Sessions = async_sessionmaker[AsyncSession]
 ADMIN = 7
 TEXT = "<b>QME exam</b>: the application window closes in 30 days."
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
 
 
 @dataclass
@@ -406,10 +400,12 @@ async def test_two_processes_share_one_rate_and_never_send_a_row_twice(
     """Two senders, each with its own bot and limiter (as two processes have), drain one outbox on PostgreSQL."""
     ids = list(range(3000, 3060))
     await users(sessions, ids)
+    # The server allows 20 a second and each process is set to 18: sharing the rate keeps them together under 20
+    # with room for the in-process server's timing jitter; two processes not sharing it would send 36 a second.
     fake.set_rate_limit(per_second=20, per_chat_per_second=1)
     bid = await broadcast(sessions, ids)
-    first = (await rig(fake, engine, sessions, rate=20, batch_size=5)).start()
-    second = (await rig(fake, engine, sessions, rate=20, batch_size=5)).start()
+    first = (await rig(fake, engine, sessions, rate=18, batch_size=5)).start()
+    second = (await rig(fake, engine, sessions, rate=18, batch_size=5)).start()
     started = time.monotonic()
     try:
         counts = await finished(sessions, bid)
@@ -419,7 +415,7 @@ async def test_two_processes_share_one_rate_and_never_send_a_row_twice(
     assert counts["sent"] == 60 and fake.rate_limit_violations == 0
     assert all(len(fake.messages(u)) == 1 for u in ids)
     assert first.sender.sent > 0 and second.sender.sent > 0 and first.sender.sent + second.sender.sent == 60
-    assert time.monotonic() - started >= 60 / 20 - 0.3  # together, not each, at 20 a second
+    assert time.monotonic() - started >= 60 / 18 - 0.3  # together, not each, at 18 a second
 
 
 async def test_a_result_that_cannot_be_recorded_stops_the_batch(

@@ -411,12 +411,6 @@ async def test_delete_me_erases_an_admins_pending_actions(bot: Bot) -> None:
 # -- end to end through the fake Bot API ------------------------------------------------------------------
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
-
-
 async def test_telegram_admin_adds_a_sitting_and_a_physician_is_refused(fake: FakeBotApi, sqlite_url: str) -> None:
     boss = fake.user(ADMIN, first_name="Ada")
     doctor = fake.user(PHYSICIAN, first_name="Ben")

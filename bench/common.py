@@ -1,0 +1,136 @@
+"""What bench.flow and bench.load share: fresh databases, the machine description and running one bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.bots import Probe, Running, bare_app, medlegal_app
+from bench.physicians import FakeProcess
+from db import migrate
+from db.engine import make_engine
+
+PG_ENV = "MEDLEGAL_BENCH_PG_URL"
+"""A PostgreSQL server URL (any database on it); each run creates a fresh database there and drops it after."""
+
+
+def machine() -> str:
+    """`nproc` and the CPU model, for the figures' record."""
+    model = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, Python {platform.python_version()}"
+
+
+def backend_name(url: str) -> str:
+    return "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str, pg_url: str | None) -> AsyncIterator[str]:
+    """A migrated, empty database: a temporary SQLite file, or a new database on the PostgreSQL server."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+            await _migrate(url)
+            yield url
+        return
+    assert pg_url is not None
+    import asyncpg
+
+    admin = pg_url.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"medlegal_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = f"{pg_url.rpartition('/')[0]}/{name}"
+    try:
+        await _migrate(url)
+        yield url
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+
+
+@dataclass
+class Run:
+    """One bot's figures from one batch of physicians."""
+
+    name: str
+    report: dict[str, Any]
+    in_process: list[float]
+    bot_errors: int
+    first_bot_error: str | None
+
+
+async def run_bot(
+    fake: FakeProcess,
+    name: str,
+    database_url: str | None,
+    *,
+    physicians: int,
+    first_id: int,
+    concurrency: int,
+    within: float,
+    warmup: int = 2,
+) -> Run:
+    """Start the bot (medlegal on `database_url`, or the bare bot for None), warm it up, run the physicians."""
+    probe = Probe()
+    app = bare_app(fake.address) if database_url is None else medlegal_app(fake.address, database_url)
+    probe.attach(app)
+    async with Running(app) as running:
+        if warmup:
+            await fake.run(warmup, first_id + physicians, warmup, within)  # connections, caches, first imports
+            probe.reset()
+        report = await fake.run(physicians, first_id, concurrency, within)
+    return Run(name, report, probe.step_times(), running.errors.count, running.errors.first)
+
+
+@contextlib.asynccontextmanager
+async def profiled(prefix: str | None, name: str) -> AsyncIterator[None]:
+    """Profile the block with pyinstrument (`pip install pyinstrument`, in the bench extra) into PREFIX-name.txt.
+
+    Only CPU in this process shows (idle time waiting for the fake or the database is left out), so the top
+    entries are what a flow step costs the bot itself.
+    """
+    if prefix is None:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        path = Path(f"{prefix}-{name.lower()}.txt")
+        text = profiler.output_text(unicode=False, color=False, show_all=False)
+        await asyncio.to_thread(path.write_text, text)
+        print(f"profile written to {path}")
+
+
+def pg_url_from_env() -> str | None:
+    return os.environ.get(PG_ENV) or None

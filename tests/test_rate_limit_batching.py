@@ -1,0 +1,36 @@
+"""Replies asking for a slot at the same time share one statement on PostgreSQL, and still get a slot each."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.rate_limit import DatabaseSchedule
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_concurrent_replies_are_reserved_together_one_slot_each(engine: AsyncEngine) -> None:
+    interval = 10.0  # long slots: each reply's delay names its slot unambiguously despite a slow machine
+    schedule = DatabaseSchedule(engine, interval)
+    reservations: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith("UPDATE send_rate"):
+            reservations.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await schedule.reserve(bulk=False)  # connects and takes slot 0, alone
+        results = await asyncio.gather(*(schedule.reserve(bulk=False) for _ in range(20)))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        await schedule.close()
+    slots = sorted(round(delay / interval) for delay, _ in results if delay is not None)
+    assert slots == list(range(1, 21))  # twenty distinct consecutive slots after the first reply's
+    assert schedule._failing_since is None  # from the shared row, not the memory fallback
+    assert 2 <= len(reservations) <= 3  # the lone reply, then the twenty in one statement (two at most)
