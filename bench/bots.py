@@ -5,6 +5,7 @@
   30 messages/s (which `bench.broadcast` measures).
 * `bare`: a bare python-telegram-bot Application that only answers the buttons with the same calls (answer the
   query, edit the pressed message, send the next question with a keyboard), keeping nothing but a step counter.
+  It uses the same HTTP backend as medlegal (`bot.aiohttp_request`), so the comparison is of the bots' own work.
 
 `Probe` measures the in-process time of each button update: from PTB handing the update to the first handler
 group to the reply request being issued, minus the time spent waiting for the Bot API's answers to earlier
@@ -33,6 +34,7 @@ from telegram.ext import (
 )
 
 from bench.physicians import TAPS, TOGGLES
+from bot.aiohttp_request import AiohttpRequest
 from bot.app import build_application
 from bot.per_user_order import MAX_CONCURRENT_UPDATES
 from bot.settings import Settings
@@ -190,6 +192,8 @@ def bare_app(address: dict[str, str]) -> App:
         .token(address["token"])
         .base_url(address["base_url"])
         .rate_limiter(PassThrough())
+        .request(AiohttpRequest())
+        .get_updates_request(AiohttpRequest(connection_pool_size=1))
         .concurrent_updates(MAX_CONCURRENT_UPDATES)  # as many at once as medlegal handles
         .build()
     )
