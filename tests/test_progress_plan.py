@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.funnel import position
-from flows.progress import checklist, next_nudge_at, nudge_text
-from flows.progress_steps import KEYS
+from flows.progress import NextStep, checklist, next_nudge_at, nudge_text
+from flows.progress_steps import KEYS, load_steps
 from flows.recommend import Path
 from flows.reminders import plan_reminders
 from flows.roadmap import Roadmap, build_roadmap
@@ -183,3 +183,10 @@ def test_applied_lifts_only_the_first_windows_deadline() -> None:
     assert plan.next is not None and plan.next.sitting == APRIL
     assert plan.following is None  # October's own deadline has passed and still counts
     assert plan_sittings([APRIL, late], MARCH, course_lead_days=21, default_gap_days=45).next is None
+
+
+def test_every_undated_step_reads_as_one_sentence() -> None:
+    """The line adds "No fixed date:" itself; the data says only why (once said twice for the IME steps)."""
+    for step in load_steps().steps:
+        line = NextStep(step, None, step.undated).line(TODAY)
+        assert line.lower().count("no fixed date") == 1, line
