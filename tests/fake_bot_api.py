@@ -809,6 +809,10 @@ class FakeBotApi:
 
         return await self._wait(probe, timeout, describe)
 
+    async def wait_until(self, condition: Callable[[], bool], *, what: str, timeout: float = 5.0) -> None:
+        """Wait until `condition()` holds, re-checked whenever a call is recorded (e.g. a count of answers)."""
+        await self._wait(lambda: True if condition() else None, timeout, lambda: f"not {what} within {timeout}s")
+
     async def wait_until_idle(self, quiet: float = 0.2, timeout: float = 5.0) -> None:
         """Wait until every queued update was fetched/delivered and no Bot API call arrived for `quiet` s.
 
