@@ -405,11 +405,8 @@ def aggregate(
     Counts one `Response` per respondent and poll into month-cells and publishes them with `aggregate_cells`.
     """
     _check(k, since, until, by)
-    everyone = _latest_per_person(responses)
-    polls = list({r.poll.key: r.poll for r in everyone}.values())
-    overall = _blocks(everyone, None)
     return aggregate_cells(
-        MonthCells(polls, overall, overall if by is None else _blocks(everyone, by)),
+        count_responses(responses, by),
         k=k,
         since=since,
         until=until,
@@ -439,6 +436,14 @@ class MonthCells:
         """Keys of the polls with answers, in order."""
         keys = {key[0] for key in self.overall}
         return [p.key for p in self.polls if p.key in keys]
+
+
+def count_responses(responses: Iterable[Response], by: str | None = None) -> MonthCells:
+    """The month-cells of answers given one by one (the latest per respondent and poll counts)."""
+    everyone = _latest_per_person(responses)
+    polls = list({r.poll.key: r.poll for r in everyone}.values())
+    overall = _blocks(everyone, None)
+    return MonthCells(polls, overall, overall if by is None else _blocks(everyone, by))
 
 
 def aggregate_cells(
