@@ -51,7 +51,7 @@ POLLS = (
 """Community polls; "gone" is an option a vote still names after the poll changed (counted as nothing)."""
 POLL_IDS = 1000
 """Bench poll ids start past the polls the migrations seed."""
-ANSWERS_PER_PHYSICIAN = 14
+ANSWERS_PER_PHYSICIAN = 18
 CHUNK = 5_000
 
 

@@ -15,45 +15,98 @@ answers; source -> the start-link code; None -> nothing. Each respondent falls i
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Text, and_, case, cast, func, literal, select
+from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.sql.expression import TextClause
 
-from db.models import AnswerRow, CommunitySource, FlowSession, PollVote, ProgressStep, RecommendationRow, UserSource
+from db.models import FlowSession
 
 Group = tuple[Any, ...]
 """Group columns then the count."""
-PROFILE = {"specialty": ("specialty",), "license": ("ca_license", "other_states")}
-"""The flow answers each breakdown is made of."""
 
 
-def _latest_flows() -> Subquery:
-    """Each physician's latest completed flow (the highest id, as bot.export_data has always counted)."""
-    return (
-        select(FlowSession.user_id.label("user_id"), func.max(FlowSession.id).label("sid"))
-        .where(FlowSession.status == "completed", FlowSession.completed_at.is_not(None))
-        .group_by(FlowSession.user_id)
-        .subquery("latest")
-    )
+LATEST = """latest AS (SELECT user_id, MAX(id) AS sid FROM flow_sessions
+    WHERE status = 'completed' AND completed_at IS NOT NULL GROUP BY user_id)"""
+"""Each physician's latest completed flow (the highest id, as the per-response path has always counted)."""
 
 
-def _day_month(session: AsyncSession, column: Any) -> ColumnElement[str]:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(column, "YYYY-MM")
-    return func.strftime("%Y-%m", column)
+class _Dialect:
+    """The few SQL fragments PostgreSQL and SQLite spell differently: JSON elements and a day's month."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.pg = session.get_bind().dialect.name == "postgresql"
+
+    def elements(self, value: str) -> str:
+        """A join giving one row `e` per element of a JSON array (a plain value counts as a one-element array)."""
+        if self.pg:
+            json = f"{value}::jsonb"
+            return (
+                f"CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof({json}) = 'array' THEN {json}"
+                f" ELSE jsonb_build_array({json}) END) AS e(v)"
+            )
+        return f"JOIN json_each({value}) AS e"
+
+    @property
+    def element(self) -> str:
+        return "(e.v #>> '{}')" if self.pg else "e.value"
+
+    @property
+    def is_text(self) -> str:
+        """The element is a string (numbers, nulls and nested lists are not option keys)."""
+        return "jsonb_typeof(e.v) = 'string'" if self.pg else "e.type = 'text'"
+
+    def equals_text(self, value: str, literal: str) -> str:
+        if self.pg:
+            return f"(jsonb_typeof({value}::jsonb) = 'string' AND ({value}::jsonb #>> '{{}}') = '{literal}')"
+        return f"(json_type({value}) = 'text' AND json_extract({value}, '$') = '{literal}')"
+
+    def month_of_day(self, column: str) -> str:
+        return f"to_char({column}, 'YYYY-MM')" if self.pg else f"strftime('%Y-%m', {column})"
+
+    def as_text(self, column: str) -> str:
+        return f"CAST({column} AS TEXT)"
+
+
+def _licenses(sql: _Dialect) -> str:
+    """license cells per flow: "CA" when California is active, and each other state held (not "none")."""
+    return f"""lic AS (
+    SELECT a.session_id AS sid, 'CA' AS cell FROM answers a JOIN latest l ON l.sid = a.session_id
+    WHERE a.question_key = 'ca_license' AND {sql.equals_text("a.value", "active")}
+    UNION
+    SELECT a.session_id, {sql.element} FROM answers a {sql.elements("a.value")} JOIN latest l ON l.sid = a.session_id
+    WHERE a.question_key = 'other_states' AND {sql.is_text} AND {sql.element} <> 'none')"""
+
+
+def _cell(sql: _Dialect, dimension: str | None, flow: str, user: str) -> tuple[list[str], str, list[str]]:
+    """(cell column, its joins on flow id `flow` and user id `user`, extra CTEs) of the breakdown; the cell is
+    the specialty answer's JSON text, a license cell, or a start-link code; NULL is "none"."""
+    if dimension == "specialty":
+        join = f"LEFT JOIN answers sp ON sp.session_id = {flow} AND sp.question_key = 'specialty'"
+        return [sql.as_text("sp.value")], join, []
+    if dimension == "license":
+        return ["c.cell"], f"LEFT JOIN lic c ON c.sid = {flow}", [_licenses(sql)]
+    if dimension == "source":
+        join = (
+            f"LEFT JOIN user_sources bus ON bus.user_id = {user}"
+            " LEFT JOIN community_sources bcs ON bcs.id = bus.source_id"
+        )
+        return ["bcs.code"], join, []
+    return [], "", []
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def _flow_month(session: AsyncSession, zone: ZoneInfo) -> ColumnElement[str | None]:
-    """`YYYY-MM` of FlowSession.completed_at in `zone`: a CASE over the zone's month boundaries in UTC."""
+async def _flow_month(session: AsyncSession, zone: ZoneInfo) -> tuple[str, dict[str, datetime]]:
+    """`YYYY-MM` of flow_sessions.completed_at (as `fs`) in `zone`: a CASE over the zone's month boundaries in
+    UTC, and its parameters."""
     first, last = (
         await session.execute(
             select(func.min(FlowSession.completed_at), func.max(FlowSession.completed_at)).where(
@@ -62,130 +115,122 @@ async def _flow_month(session: AsyncSession, zone: ZoneInfo) -> ColumnElement[st
         )
     ).one()
     if first is None or last is None:
-        return literal(None)
+        return "NULL", {}
     start, end = _aware(first).astimezone(zone), _aware(last).astimezone(zone)
     year, month = start.year, start.month
-    whens: list[tuple[ColumnElement[bool], str]] = []
+    whens: list[str] = []
+    params: dict[str, datetime] = {}
     while (year, month) <= (end.year, end.month):
         following = (year + month // 12, month % 12 + 1)
-        boundary = datetime(*following, 1, tzinfo=zone).astimezone(UTC)
-        whens.append((FlowSession.completed_at < boundary, f"{year:04d}-{month:02d}"))
+        name = f"b{len(params)}"
+        params[name] = datetime(*following, 1, tzinfo=zone).astimezone(UTC)
+        whens.append(f"WHEN fs.completed_at < :{name} THEN '{year:04d}-{month:02d}'")
         year, month = following
-    return case(*whens, else_=None)
+    return f"CASE {' '.join(whens)} END", params
 
 
-def _profile(flow_id: Any, dimension: str | None) -> tuple[list[Any], list[tuple[Any, Any]]]:
-    """The breakdown's answer columns (stored JSON text) and their outer joins on the flow id `flow_id`."""
-    columns, joins = [], []
-    for question in PROFILE.get(dimension or "", ()):
-        table = AnswerRow.__table__.alias(f"p_{question}")
-        columns.append(cast(table.c.value, Text).label(question))
-        joins.append((table, and_(table.c.session_id == flow_id, table.c.question_key == question)))
-    return columns, joins
-
-
-def _source_join(user_id: Any) -> tuple[Any, list[tuple[Any, Any]]]:
-    return CommunitySource.code, [
-        (UserSource, UserSource.user_id == user_id),
-        (CommunitySource, CommunitySource.id == UserSource.source_id),
-    ]
-
-
-async def flow_groups(session: AsyncSession, zone: ZoneInfo, dimension: str | None) -> list[Group]:
-    """Completed flows per (month, recommended path, ticked steps, start link, *breakdown answers): the
-    respondents of every flow poll, the path poll's counts, the funnel and the start-link poll's finished part.
-    Ticked steps come comma-joined in no particular order."""
-    latest = _latest_flows()
-    month = (await _flow_month(session, zone)).label("month")
-    last_rec = (
-        select(RecommendationRow.session_id, func.max(RecommendationRow.id).label("rid"))
-        .group_by(RecommendationRow.session_id)
-        .subquery("last_rec")
+def _statement(sql_text: str, params: Mapping[str, datetime] = {}) -> TextClause:
+    return text(sql_text).bindparams(
+        *(bindparam(name, value, type_=DateTime(timezone=True)) for name, value in params.items())
     )
-    rec = RecommendationRow.__table__.alias("rec")
-    joined = (
-        func.string_agg(ProgressStep.step_key, literal(","))
-        if session.get_bind().dialect.name == "postgresql"
-        else func.group_concat(ProgressStep.step_key, ",")
+
+
+async def _groups(session: AsyncSession, sql_text: str, params: Mapping[str, datetime] = {}) -> list[Group]:
+    return [tuple(row) for row in (await session.execute(_statement(sql_text, params))).all()]
+
+
+async def _flows_cte(session: AsyncSession, zone: ZoneInfo) -> tuple[str, dict[str, datetime]]:
+    month, params = await _flow_month(session, zone)
+    flows = f"""flows AS (SELECT l.user_id, l.sid, {month} AS month
+    FROM latest l JOIN flow_sessions fs ON fs.id = l.sid)"""
+    return flows, params
+
+
+def _first_unticked(track: str, steps: Sequence[str]) -> str:
+    if not all(re.fullmatch(r"[a-z0-9_]+", key) for key in (track, *steps)):
+        raise ValueError(f"step keys are lower-case words: {track}, {steps}")
+    ticked = [f"MAX(CASE WHEN step_key = '{key}' THEN 1 ELSE 0 END) = 0" for key in steps]
+    whens = " ".join(f"WHEN {has} THEN '{key}'" for has, key in zip(ticked, steps, strict=True))
+    return f"CASE {whens} ELSE '{track}_done' END" if steps else f"'{track}_done'"
+
+
+async def flow_groups(
+    session: AsyncSession, zone: ZoneInfo, dimension: str | None, tracks: Mapping[str, Sequence[str]]
+) -> list[Group]:
+    """Completed flows per (month, recommended path, first unticked step of each track in `tracks` order (NULL:
+    nothing ticked), start-link code, breakdown cell): the respondents of every flow poll, the path poll, the
+    funnel and the start-link poll's finished part. `tracks` maps a track to its step keys in order."""
+    sql = _Dialect(session)
+    flows, params = await _flows_cte(session, zone)
+    cell, join, ctes = _cell(sql, dimension, "f.sid", "f.user_id")
+    positions = ", ".join(f"{_first_unticked(track, steps)} AS t_{track}" for track, steps in tracks.items())
+    ticks = f"ticks AS (SELECT user_id, {positions} FROM progress_steps GROUP BY user_id)"
+    keys = ["f.month", "r.path", *(f"t.t_{track}" for track in tracks), "cs.code", *cell]
+    return await _groups(
+        session,
+        f"""WITH {LATEST}, {flows}, {ticks}, lastrec AS (SELECT session_id, MAX(id) AS rid FROM recommendations
+        GROUP BY session_id){"".join(", " + c for c in ctes)}
+        SELECT {", ".join(keys)}, COUNT(*) FROM flows f
+        LEFT JOIN lastrec lr ON lr.session_id = f.sid LEFT JOIN recommendations r ON r.id = lr.rid
+        LEFT JOIN ticks t ON t.user_id = f.user_id
+        LEFT JOIN user_sources us ON us.user_id = f.user_id LEFT JOIN community_sources cs ON cs.id = us.source_id
+        {join}
+        GROUP BY {", ".join(keys)}""",
+        params,
     )
-    ticks = select(ProgressStep.user_id, joined.label("ticks")).group_by(ProgressStep.user_id).subquery("ticks")
-    source, source_joins = _source_join(latest.c.user_id)
-    profile, profile_joins = _profile(latest.c.sid, "" if dimension == "source" else dimension)
-    keys = [month, rec.c.path, ticks.c.ticks, source, *profile]
-    stmt = (
-        select(*keys, func.count())
-        .select_from(latest)
-        .join(FlowSession, FlowSession.id == latest.c.sid)
-        .outerjoin(last_rec, last_rec.c.session_id == latest.c.sid)
-        .outerjoin(rec, rec.c.id == last_rec.c.rid)
-        .outerjoin(ticks, ticks.c.user_id == latest.c.user_id)
-    )
-    for table, on in [*source_joins, *profile_joins]:
-        stmt = stmt.outerjoin(table, on)
-    return [tuple(row) for row in (await session.execute(stmt.group_by(*keys))).all()]
 
 
 async def flow_answer_groups(session: AsyncSession, zone: ZoneInfo, dimension: str | None) -> list[Group]:
-    """Answers of the latest completed flows per (question, stored JSON text, month, *breakdown columns); the
-    breakdown columns are the start-link code for "source", else the breakdown's answers."""
-    latest = _latest_flows()
-    month = (await _flow_month(session, zone)).label("month")
-    joins: list[tuple[Any, Any]]
-    if dimension == "source":
-        code, joins = _source_join(latest.c.user_id)
-        breakdown = [code]
-    else:
-        breakdown, joins = _profile(latest.c.sid, dimension)
-    keys = [AnswerRow.question_key, cast(AnswerRow.value, Text).label("value"), month, *breakdown]
-    stmt = (
-        select(*keys, func.count())
-        .select_from(latest)
-        .join(FlowSession, FlowSession.id == latest.c.sid)
-        .join(AnswerRow, AnswerRow.session_id == latest.c.sid)
+    """Latest completed flows per (question, chosen key, month, breakdown cell): a multi-choice answer counts
+    under each key it holds (once), a plain answer under its key; values that are not strings count nowhere."""
+    sql = _Dialect(session)
+    flows, params = await _flows_cte(session, zone)
+    cell, join, ctes = _cell(sql, dimension, "f.sid", "f.user_id")
+    keys = ["a.question_key", sql.element, "f.month", *cell]
+    return await _groups(
+        session,
+        f"""WITH {LATEST}, {flows}{"".join(", " + c for c in ctes)}
+        SELECT {", ".join(keys)}, COUNT(DISTINCT a.session_id) FROM flows f
+        JOIN answers a ON a.session_id = f.sid {sql.elements("a.value")}
+        {join}
+        WHERE {sql.is_text}
+        GROUP BY {", ".join(keys)}""",
+        params,
     )
-    for table, on in joins:
-        stmt = stmt.outerjoin(table, on)
-    return [tuple(row) for row in (await session.execute(stmt.group_by(*keys))).all()]
 
 
 async def open_link_groups(session: AsyncSession) -> list[Group]:
     """Physicians who arrived through a start link and have no completed flow, per (link code, month started)."""
-    latest = _latest_flows()
-    month = _day_month(session, UserSource.started_on).label("month")
-    stmt = (
-        select(CommunitySource.code, month, func.count())
-        .select_from(UserSource)
-        .join(CommunitySource, CommunitySource.id == UserSource.source_id)
-        .where(UserSource.user_id.not_in(select(latest.c.user_id)))
-        .group_by(CommunitySource.code, month)
+    sql = _Dialect(session)
+    return await _groups(
+        session,
+        f"""WITH {LATEST}
+        SELECT cs.code, {sql.month_of_day("us.started_on")} AS month, COUNT(*) FROM user_sources us
+        JOIN community_sources cs ON cs.id = us.source_id
+        WHERE us.user_id NOT IN (SELECT user_id FROM latest)
+        GROUP BY cs.code, {sql.month_of_day("us.started_on")}""",
     )
-    return [tuple(row) for row in (await session.execute(stmt)).all()]
-
-
-def _vote_breakdown(dimension: str | None) -> tuple[list[Any], list[tuple[Any, Any]]]:
-    """Community answers are broken down by the voter's latest completed flow and their start link."""
-    if dimension == "source":
-        code, joins = _source_join(PollVote.user_id)
-        return [code], joins
-    if dimension not in PROFILE:
-        return [], []
-    latest = _latest_flows()
-    columns, joins = _profile(latest.c.sid, dimension)
-    return columns, [(latest, latest.c.user_id == PollVote.user_id), *joins]
 
 
 async def vote_groups(session: AsyncSession, dimension: str | None) -> tuple[list[Group], list[Group]]:
-    """Community poll answers: respondents per (poll id, month, *breakdown) and chosen options per (poll id,
-    option key, month, *breakdown). A respondent's votes in a poll share one day (db.polls.vote)."""
-    month = _day_month(session, PollVote.answered_on).label("month")
-    breakdown, joins = _vote_breakdown(dimension)
-    out: list[list[Group]] = []
+    """Community poll answers: respondents per (poll id, month, breakdown cell) and chosen options per (poll id,
+    option key, month, breakdown cell); the cell comes from the voter's latest completed flow or start link. A
+    respondent's votes in a poll share one day (db.polls.vote)."""
+    sql = _Dialect(session)
+    cell, join, ctes = _cell(sql, dimension, "f.sid", "v.user_id")
+    month = sql.month_of_day("v.answered_on")
+    out = []
     for keys, count in (
-        ([PollVote.poll_id, month, *breakdown], func.count(PollVote.user_id.distinct())),
-        ([PollVote.poll_id, PollVote.option_key, month, *breakdown], func.count()),
+        (["v.poll_id", month, *cell], "COUNT(DISTINCT v.user_id)"),
+        (["v.poll_id", "v.option_key", month, *cell], "COUNT(*)"),
     ):
-        stmt = select(*keys, count).select_from(PollVote)
-        for table, on in joins:
-            stmt = stmt.outerjoin(table, on)
-        out.append([tuple(row) for row in (await session.execute(stmt.group_by(*keys))).all()])
+        out.append(
+            await _groups(
+                session,
+                f"""WITH {LATEST}{"".join(", " + c for c in ctes)}
+                SELECT {", ".join(keys)}, {count} FROM poll_votes v LEFT JOIN latest f ON f.user_id = v.user_id
+                {join}
+                GROUP BY {", ".join(keys)}""",
+            )
+        )
     return out[0], out[1]
