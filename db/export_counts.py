@@ -136,12 +136,18 @@ def _statement(sql_text: str, params: Mapping[str, datetime] = {}) -> TextClause
 
 
 async def _groups(session: AsyncSession, sql_text: str, params: Mapping[str, datetime] = {}) -> list[Group]:
+    if _Dialect(session).pg:
+        # JIT compiling costs more than these scans (the planner overestimates the joined rows); sorts and hashes
+        # of a million answers fit in memory
+        await session.execute(text("SET LOCAL jit = off"))
+        await session.execute(text("SET LOCAL work_mem = '64MB'"))
     return [tuple(row) for row in (await session.execute(_statement(sql_text, params))).all()]
 
 
 async def _flows_cte(session: AsyncSession, zone: ZoneInfo) -> tuple[str, dict[str, datetime]]:
     month, params = await _flow_month(session, zone)
-    flows = f"""flows AS (SELECT l.user_id, l.sid, {month} AS month
+    materialized = "MATERIALIZED " if _Dialect(session).pg else ""  # the month once per flow, not per answer
+    flows = f"""flows AS {materialized}(SELECT l.user_id, l.sid, {month} AS month
     FROM latest l JOIN flow_sessions fs ON fs.id = l.sid)"""
     return flows, params
 
@@ -182,19 +188,25 @@ async def flow_groups(
 
 async def flow_answer_groups(session: AsyncSession, zone: ZoneInfo, dimension: str | None) -> list[Group]:
     """Latest completed flows per (question, chosen key, month, breakdown cell): a multi-choice answer counts
-    under each key it holds (once), a plain answer under its key; values that are not strings count nowhere."""
+    under each key it holds (once), a plain answer under its key; values that are not strings count nowhere.
+
+    The answers are grouped by their stored JSON text first; only those few distinct texts are taken apart."""
     sql = _Dialect(session)
     flows, params = await _flows_cte(session, zone)
     cell, join, ctes = _cell(sql, dimension, "f.sid", "f.user_id")
-    keys = ["a.question_key", sql.element, "f.month", *cell]
+    value = sql.as_text("a.value")
+    inner = ["a.question_key", value, "f.month", *cell]
+    names = ["q", "vt", "month", *(["cell"] if cell else [])]
+    columns = ", ".join(f"{c} AS {n}" for c, n in zip(inner, names, strict=True))
+    outer = ["q", "elem", "month", *names[3:]]
     return await _groups(
         session,
-        f"""WITH {LATEST}, {flows}{"".join(", " + c for c in ctes)}
-        SELECT {", ".join(keys)}, COUNT(DISTINCT a.session_id) FROM flows f
-        JOIN answers a ON a.session_id = f.sid {sql.elements("a.value")}
-        {join}
-        WHERE {sql.is_text}
-        GROUP BY {", ".join(keys)}""",
+        f"""WITH {LATEST}, {flows}{"".join(", " + c for c in ctes)},
+        g AS (SELECT {columns}, COUNT(*) AS n FROM flows f JOIN answers a ON a.session_id = f.sid {join}
+            GROUP BY {", ".join(inner)}),
+        x AS (SELECT DISTINCT {", ".join("g." + n for n in names)}, g.n, {sql.element} AS elem
+            FROM g {sql.elements("g.vt")} WHERE {sql.is_text})
+        SELECT {", ".join(outer)}, CAST(SUM(n) AS BIGINT) FROM x GROUP BY {", ".join(outer)}""",
         params,
     )
 
