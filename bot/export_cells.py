@@ -32,7 +32,7 @@ from bot.export_data import (
 from db import export_counts
 from db import polls as poll_store
 from db import sources as source_store
-from flows.aggregate import ALL, NONE, Block, CellKey, Month, MonthCells, Poll
+from flows.aggregate import ALL, NONE, PARTITIONS, Block, CellKey, Month, MonthCells, Poll
 from flows.definition import FlowDefinition, load_definition
 from flows.funnel import position
 from flows.progress_steps import Steps, load_steps, tracks
@@ -139,6 +139,16 @@ async def _community(session: AsyncSession) -> dict[int, Poll]:
     return polls
 
 
+def _merged(cells: Blocks) -> Blocks:
+    """The "all" month-cells of a breakdown whose cells partition the respondents."""
+    overall: Blocks = {}
+    for (poll, _, month), block in cells.items():
+        whole = overall.setdefault((poll, ALL, month), Block())
+        whole.n += block.n
+        whole.counts.update(block.counts)
+    return overall
+
+
 async def load_cells(
     session: AsyncSession, zone: ZoneInfo, by: str | None = None, defn: FlowDefinition | None = None
 ) -> Counted:
@@ -146,7 +156,11 @@ async def load_cells(
     defn = defn or load_definition()
     steps = load_steps()
     links = tuple(await source_store.links(session))
-    overall = await _count(session, zone, None, defn, links, steps)
-    cells = overall if by is None else await _count(session, zone, by, defn, links, steps)
+    if by in PARTITIONS:
+        cells = await _count(session, zone, by, defn, links, steps)
+        overall = _merged(cells)  # one cell per respondent: the cells add up to "all"
+    else:
+        overall = await _count(session, zone, None, defn, links, steps)
+        cells = overall if by is None else await _count(session, zone, by, defn, links, steps)
     polls = [*flow_polls(defn), source_poll(links), *progress_polls(steps), *(await _community(session)).values()]
     return Counted(MonthCells(polls, overall, cells), links)
