@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,6 +59,14 @@ def _json(text: str | None) -> object:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _month(value: object) -> Month:
+    """A group's month: `YYYY-MM`, or a day (a date, or its ISO text from SQLite) that folds into its month."""
+    if isinstance(value, date):
+        return Month.of(value)
+    text = str(value)
+    return Month.parse(text) if len(text) == 7 else Month.of(date.fromisoformat(text))
 
 
 def _cells(dimension: str | None, value: str | None) -> tuple[str, ...]:
@@ -117,13 +126,13 @@ async def _count(
         _add(blocks, source_key, Month.parse(month_text), cells(None, own=True), 1, (code + OPEN,), count)
     respondents, picks = await export_counts.vote_groups(session, dimension)
     polls = await _community(session)
-    for poll_id, month_text, *rest in respondents:
+    for poll_id, day, *rest in respondents:
         *cell, count = rest
-        _add(blocks, polls[poll_id].key, Month.parse(month_text), cells(cell[0] if cell else None), 1, (), count)
-    for poll_id, option, month_text, *rest in picks:
+        _add(blocks, polls[poll_id].key, _month(day), cells(cell[0] if cell else None), 1, (), count)
+    for poll_id, option, day, *rest in picks:
         *cell, count = rest
         if option in {o for o, _ in polls[poll_id].options}:
-            month = Month.parse(month_text)
+            month = _month(day)
             _add(blocks, polls[poll_id].key, month, cells(cell[0] if cell else None), 0, (option,), count)
     return blocks
 

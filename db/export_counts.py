@@ -225,12 +225,12 @@ async def open_link_groups(session: AsyncSession) -> list[Group]:
 
 
 async def vote_groups(session: AsyncSession, dimension: str | None) -> tuple[list[Group], list[Group]]:
-    """Community poll answers: respondents per (poll id, month, breakdown cell) and chosen options per (poll id,
-    option key, month, breakdown cell); the cell comes from the voter's latest completed flow or start link. A
-    respondent's votes in a poll share one day (db.polls.vote)."""
+    """Community poll answers: respondents per (poll id, day, breakdown cell) and chosen options per (poll id,
+    option key, day, breakdown cell); the cell comes from the voter's latest completed flow or start link. A
+    respondent's votes in a poll share one day (db.polls.vote), so the days of a month add up to it."""
     sql = _Dialect(session)
     cell, join, ctes = _cell(sql, dimension, "f.sid", "v.user_id")
-    month = sql.month_of_day("v.answered_on")
+    month = "v.answered_on"  # by day, in the order of ix_poll_votes_poll_id_answered_on; days fold into months
     out = []
     for keys, count in (
         (["v.poll_id", month, *cell], "COUNT(DISTINCT v.user_id)"),
