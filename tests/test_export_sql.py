@@ -48,3 +48,21 @@ async def test_sql_month_cells_and_rows_equal_the_per_response_ones(
             assert sql.rows == python.rows
             published += sum(row.count is not None for row in sql.rows)
     assert published > 50
+
+
+async def test_the_export_benchmark_stays_runnable() -> None:
+    """bench.export on a few physicians: figures come out for every breakdown and the charts; none is asserted."""
+    from bench.common import fresh_database
+    from bench.export import measure
+    from db.engine import make_engine, make_session_factory
+
+    async with fresh_database("sqlite", None) as url:
+        engine = make_engine(url)
+        await store(make_session_factory(engine), synthetic_rows(60))
+        await engine.dispose()
+        lines = await measure(url, TODAY, (None, "license"), repeat=1)
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "aggregation + CSV",
+        "PNG charts",
+        "aggregation + CSV --by license",
+    ]
