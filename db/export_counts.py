@@ -144,12 +144,16 @@ async def _groups(session: AsyncSession, sql_text: str, params: Mapping[str, dat
     return [tuple(row) for row in (await session.execute(_statement(sql_text, params))).all()]
 
 
-async def _flows_cte(session: AsyncSession, zone: ZoneInfo) -> tuple[str, dict[str, datetime]]:
+async def _flows_cte(session: AsyncSession, zone: ZoneInfo, dimension: str | None) -> tuple[str, dict[str, datetime]]:
+    """The CTEs `latest`, the breakdown's, and `flows` (user_id, sid, month, cell): the month and the breakdown
+    cell once per flow (a flow holding several licenses has a row per cell), not once per answer."""
+    sql = _Dialect(session)
     month, params = await _flow_month(session, zone)
-    materialized = "MATERIALIZED " if _Dialect(session).pg else ""  # the month once per flow, not per answer
-    flows = f"""flows AS {materialized}(SELECT l.user_id, l.sid, {month} AS month
-    FROM latest l JOIN flow_sessions fs ON fs.id = l.sid)"""
-    return flows, params
+    cell, join, ctes = _cell(sql, dimension, "l.sid", "l.user_id")
+    materialized = "MATERIALIZED " if sql.pg else ""
+    flows = f"""flows AS {materialized}(SELECT l.user_id, l.sid, {month} AS month, {cell[0] if cell else "NULL"} AS cell
+    FROM latest l JOIN flow_sessions fs ON fs.id = l.sid {join})"""
+    return ", ".join([LATEST, *ctes, flows]), params
 
 
 def _first_unticked(track: str, steps: Sequence[str]) -> str:
@@ -166,21 +170,19 @@ async def flow_groups(
     """Completed flows per (month, recommended path, first unticked step of each track in `tracks` order (NULL:
     nothing ticked), start-link code, breakdown cell): the respondents of every flow poll, the path poll, the
     funnel and the start-link poll's finished part. `tracks` maps a track to its step keys in order."""
-    sql = _Dialect(session)
-    flows, params = await _flows_cte(session, zone)
-    cell, join, ctes = _cell(sql, dimension, "f.sid", "f.user_id")
+    flows, params = await _flows_cte(session, zone, dimension)
+    cell = ["f.cell"] if dimension else []
     positions = ", ".join(f"{_first_unticked(track, steps)} AS t_{track}" for track, steps in tracks.items())
     ticks = f"ticks AS (SELECT user_id, {positions} FROM progress_steps GROUP BY user_id)"
     keys = ["f.month", "r.path", *(f"t.t_{track}" for track in tracks), "cs.code", *cell]
     return await _groups(
         session,
-        f"""WITH {LATEST}, {flows}, {ticks}, lastrec AS (SELECT session_id, MAX(id) AS rid FROM recommendations
-        GROUP BY session_id){"".join(", " + c for c in ctes)}
+        f"""WITH {flows}, {ticks}, lastrec AS (SELECT session_id, MAX(id) AS rid FROM recommendations
+        GROUP BY session_id)
         SELECT {", ".join(keys)}, COUNT(*) FROM flows f
         LEFT JOIN lastrec lr ON lr.session_id = f.sid LEFT JOIN recommendations r ON r.id = lr.rid
         LEFT JOIN ticks t ON t.user_id = f.user_id
         LEFT JOIN user_sources us ON us.user_id = f.user_id LEFT JOIN community_sources cs ON cs.id = us.source_id
-        {join}
         GROUP BY {", ".join(keys)}""",
         params,
     )
@@ -192,8 +194,8 @@ async def flow_answer_groups(session: AsyncSession, zone: ZoneInfo, dimension: s
 
     The answers are grouped by their stored JSON text first; only those few distinct texts are taken apart."""
     sql = _Dialect(session)
-    flows, params = await _flows_cte(session, zone)
-    cell, join, ctes = _cell(sql, dimension, "f.sid", "f.user_id")
+    flows, params = await _flows_cte(session, zone, dimension)
+    cell = ["f.cell"] if dimension else []
     value = sql.as_text("a.value")
     inner = ["a.question_key", value, "f.month", *cell]
     names = ["q", "vt", "month", *(["cell"] if cell else [])]
@@ -201,8 +203,8 @@ async def flow_answer_groups(session: AsyncSession, zone: ZoneInfo, dimension: s
     outer = ["q", "elem", "month", *names[3:]]
     return await _groups(
         session,
-        f"""WITH {LATEST}, {flows}{"".join(", " + c for c in ctes)},
-        g AS (SELECT {columns}, COUNT(*) AS n FROM flows f JOIN answers a ON a.session_id = f.sid {join}
+        f"""WITH {flows},
+        g AS (SELECT {columns}, COUNT(*) AS n FROM flows f JOIN answers a ON a.session_id = f.sid
             GROUP BY {", ".join(inner)}),
         x AS (SELECT DISTINCT {", ".join("g." + n for n in names)}, g.n, {sql.element} AS elem
             FROM g {sql.elements("g.vt")} WHERE {sql.is_text})
@@ -225,12 +227,14 @@ async def open_link_groups(session: AsyncSession) -> list[Group]:
 
 
 async def vote_groups(session: AsyncSession, dimension: str | None) -> tuple[list[Group], list[Group]]:
-    """Community poll answers: respondents per (poll id, day, breakdown cell) and chosen options per (poll id,
-    option key, day, breakdown cell); the cell comes from the voter's latest completed flow or start link. A
+    """Community poll answers: respondents per (poll id, day or month, breakdown cell) and chosen options per
+    (poll id, option key, day or month, breakdown cell); the cell comes from the voter's latest completed flow or start link. A
     respondent's votes in a poll share one day (db.polls.vote), so the days of a month add up to it."""
     sql = _Dialect(session)
     cell, join, ctes = _cell(sql, dimension, "f.sid", "v.user_id")
-    month = "v.answered_on"  # by day, in the order of ix_poll_votes_poll_id_answered_on; days fold into months
+    # without a breakdown by day, in the order of ix_poll_votes_poll_id_answered_on (days fold into months); with
+    # one by month, or the days would multiply the groups by thirty
+    month = "v.answered_on" if dimension is None else sql.month_of_day("v.answered_on")
     out = []
     for keys, count in (
         (["v.poll_id", month, *cell], "COUNT(DISTINCT v.user_id)"),
