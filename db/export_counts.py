@@ -228,8 +228,8 @@ async def open_link_groups(session: AsyncSession) -> list[Group]:
 
 async def vote_groups(session: AsyncSession, dimension: str | None) -> tuple[list[Group], list[Group]]:
     """Community poll answers: respondents per (poll id, day or month, breakdown cell) and chosen options per
-    (poll id, option key, day or month, breakdown cell); the cell comes from the voter's latest completed flow or start link. A
-    respondent's votes in a poll share one day (db.polls.vote), so the days of a month add up to it."""
+    (poll id, option key, day or month, breakdown cell); the cell comes from the voter's latest completed flow or
+    start link. A respondent's votes in a poll share one day (db.polls.vote), so the days of a month add up to it."""
     sql = _Dialect(session)
     cell, join, ctes = _cell(sql, dimension, "f.sid", "v.user_id")
     # without a breakdown by day, in the order of ix_poll_votes_poll_id_answered_on (days fold into months); with
