@@ -10,7 +10,8 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.export_data import ExportError, Request, build_export, load_answers
+from bot.export_cells import load_cells
+from bot.export_data import ExportError, Request, build_export
 from bot.export_files import charts, csv_bytes, period_text
 from bot.screens import Document, Reply, Screen, esc
 from bot.settings import Settings
@@ -41,10 +42,10 @@ class ExportAdmin:
             return Reply(send=[Screen(esc(USAGE))])
         request = Request(since=months[0] if months else None, until=months[1] if len(months) > 1 else None)
         async with self.sessions() as session:
-            answers = await load_answers(session, self.settings.zone)
+            answers = await load_cells(session, self.settings.zone, request.by)
         try:
             export = build_export(
-                answers.responses, self.settings.k_min, self.settings.current_date(), request, answers.links
+                answers.cells, self.settings.k_min, self.settings.current_date(), request, answers.links
             )
         except ExportError as exc:
             return Reply(send=[Screen(esc(f"{exc}. {USAGE}"))])

@@ -39,8 +39,8 @@ def add_parser(sub: Any) -> None:
     export.add_argument("--by", choices=DIMENSIONS, help="a breakdown: one row per cell of it")
 
 
-async def _answers(settings: Settings) -> Any:
-    from bot.export_data import load_answers
+async def _answers(settings: Settings, by: str | None) -> Any:
+    from bot.export_cells import load_cells
     from db import migrate
     from db.engine import make_engine, make_session_factory
 
@@ -48,7 +48,7 @@ async def _answers(settings: Settings) -> Any:
     try:
         await migrate.upgrade(engine)
         async with make_session_factory(engine)() as session:
-            return await load_answers(session, settings.zone)
+            return await load_cells(session, settings.zone, by)
     finally:
         await engine.dispose()
 
@@ -87,9 +87,9 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     if args.format != "png" and args.out != "-" and Path(args.out).is_dir():
         raise ExportProblem(f"{args.out} is a directory; --format {args.format} writes one file")
     directory = _directory(args.out) if args.format == "png" else None
-    answers = asyncio.run(_answers(settings))
+    answers = asyncio.run(_answers(settings, request.by))
     try:
-        export = build_export(answers.responses, settings.k_min, settings.current_date(), request, answers.links)
+        export = build_export(answers.cells, settings.k_min, settings.current_date(), request, answers.links)
     except ExportError as exc:
         raise ExportProblem(str(exc)) from None
     if directory is not None:

@@ -27,7 +27,17 @@ from db import polls as poll_store
 from db import progress as progress_store
 from db import sources as source_store
 from db.aggregates import CompletedFlow, completed_flows
-from flows.aggregate import NONE, DefinedBy, Export, Month, Poll, Response, aggregate
+from flows.aggregate import (
+    NONE,
+    DefinedBy,
+    Export,
+    Month,
+    MonthCells,
+    Poll,
+    Response,
+    aggregate_cells,
+    count_responses,
+)
 from flows.definition import FlowDefinition, load_definition
 from flows.funnel import TRACK_TITLES, position
 from flows.progress_steps import Steps, load_steps, tracks
@@ -262,20 +272,25 @@ def period_of(request: Request, today: date) -> tuple[Month | None, Month]:
     return since, until
 
 
-def build_export(responses: Sequence[Response], k: int, today: date, request: Request, links: Links = ()) -> Export:
+def build_export(
+    answers: Sequence[Response] | MonthCells, k: int, today: date, request: Request, links: Links = ()
+) -> Export:
     """The export for whole, finished months: a month still under way would change between two exports and
-    the difference would show single answers. Defaults: from the first month with answers to last month."""
+    the difference would show single answers. Defaults: from the first month with answers to last month.
+
+    `answers` are the month-cells counted in SQL (bot.export_cells.load_cells, by `request.by`) or responses."""
     since, until = period_of(request, today)
-    known = list(dict.fromkeys(r.poll.key for r in responses))
+    cells = answers if isinstance(answers, MonthCells) else count_responses(answers, request.by)
+    known = cells.answered()
     if request.poll is not None and request.poll not in known:
         listed = ", ".join(known) if known else "none yet"
         raise ExportError(f"unknown poll {request.poll!r}; polls with answers: {listed}")
     if since is None:
-        months = [r.month for r in responses if r.month <= until]
+        months = [m for m in cells.months() if m <= until]
         since = min(months) if months else until
     try:
-        return aggregate(
-            responses,
+        return aggregate_cells(
+            cells,
             k=k,
             since=since,
             until=until,

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.export_data import Request, build_export, load_answers
+from bot.export_cells import load_cells
+from bot.export_data import Request, build_export
 from bot.export_files import period_text
 from flows.aggregate import Export, Row
 
@@ -41,6 +42,6 @@ class Published:
 
 
 async def published(session: AsyncSession, zone: ZoneInfo, k: int, today: date, *polls: str) -> Published:
-    answers = await load_answers(session, zone)
-    export = build_export(answers.responses, k, today, Request(), answers.links)
+    answers = await load_cells(session, zone)
+    export = build_export(answers.cells, k, today, Request(), answers.links)
     return Published(export, polls)

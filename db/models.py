@@ -75,6 +75,7 @@ class FlowSession(Timestamps, Base):
             sqlite_where=text("status = 'active'"),
             postgresql_where=text("status = 'active'"),
         ),
+        Index("ix_flow_sessions_status_user_id_id", "status", "user_id", "id"),  # the export's latest flows
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -117,6 +118,7 @@ class RecommendationRow(Base):
     """The path recommended at the end of a session, with the reasons shown."""
 
     __tablename__ = "recommendations"
+    __table_args__ = (Index("ix_recommendations_session_id_id", "session_id", "id"),)  # the latest per session
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("flow_sessions.id", ondelete="CASCADE"), index=True)
@@ -275,7 +277,10 @@ class PollVote(Base):
     """
 
     __tablename__ = "poll_votes"
-    __table_args__ = (Index("ix_poll_votes_poll_id_option_key", "poll_id", "option_key"),)
+    __table_args__ = (
+        Index("ix_poll_votes_poll_id_option_key", "poll_id", "option_key"),
+        Index("ix_poll_votes_poll_id_answered_on", "poll_id", "answered_on", "user_id", "option_key"),  # export
+    )
 
     poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(

@@ -183,12 +183,17 @@ def check_k(k: int) -> int:
 
 # -- month-cells --------------------------------------------------------------------------------------------------
 @dataclass
-class _Block:
+class Block:
+    """One month-cell's respondents and, per option, how many of them chose it."""
+
     n: int = 0
     counts: Counter[str] = field(default_factory=Counter)
 
 
-_Key = tuple[str, str, Month]  # poll, cell, month
+_Block = Block
+CellKey = tuple[str, str, Month]
+"""poll key, cell, month"""
+_Key = CellKey
 
 
 def _blocks(responses: Sequence[Response], dimension: str | None) -> dict[_Key, _Block]:
@@ -302,40 +307,41 @@ DefinedBy = Mapping[str, Mapping[str, Mapping[str, str]]]
 (the flow's specialty question is the specialty breakdown), so a cell is shown only where its count is."""
 
 
-def _shown_values(responses: Sequence[Response], defining: Mapping[str, Mapping[str, str]], k: int) -> set[_MonthValue]:
+def _shown_values(
+    context: Mapping[_Key, _Block], polls: Mapping[str, Poll], defining: Mapping[str, Mapping[str, str]], k: int
+) -> set[_MonthValue]:
     """(month, breakdown value) pairs whose count the defining polls show in their "all" month-cells."""
-    subset = [r for r in responses if r.poll.key in defining]
-    polls = {r.poll.key: r.poll for r in subset}
+    subset = {key: block for key, block in context.items() if key[0] in defining}
     shown: set[_MonthValue] = set()
-    for (poll, _, month), (_, atoms) in _own_rule(_blocks(subset, None), polls, k).items():
+    for (poll, _, month), (_, atoms) in _own_rule(subset, polls, k).items():
         shown |= {(month, defining[poll][o]) for o in atoms if o in defining[poll]}
     return shown
 
 
 def _published_cells(
-    responses: Sequence[Response],
+    blocks: Mapping[_Key, _Block],
+    overall_blocks: Mapping[_Key, _Block],
+    polls: Mapping[str, Poll],
     dimension: str | None,
     k: int,
-    context: Sequence[Response] = (),
+    context: Mapping[_Key, _Block],
     defined_by: DefinedBy | None = None,
 ) -> _Published:
     """The month-cells of one view that are published, with their shown counts (rules 1, 2, 4 and 5).
 
-    `context` holds the answers of the same months to every poll, for the polls that define the breakdown.
+    `blocks` are the view's month-cells by `dimension`, `overall_blocks` its "all" month-cells, and `context` the
+    "all" month-cells of the same months of every poll, for the polls that define the breakdown.
     """
-    polls = {r.poll.key: r.poll for r in responses}
-    blocks = _blocks(responses, dimension)
     out = _own_rule(blocks, polls, k)
     defining = (defined_by or {}).get(dimension or "")
     if defining:
         # rule 5: a cell's respondents would tell a count of the defining poll: show it only where that poll does
-        shown = _shown_values(context or responses, defining, k)
+        shown = _shown_values(context, polls, defining, k)
         maps_none = any(NONE in values.values() for values in defining.values())
         for key in [key for key in out if (key[1] != NONE or maps_none) and (key[2], key[1]) not in shown]:
             del out[key]
     if dimension is None:
         return out
-    overall_blocks = _blocks(responses, None)
     overall = _own_rule(overall_blocks, polls, k)
     parts: dict[tuple[str, Month], list[_Key]] = defaultdict(list)
     for key in out:
@@ -376,6 +382,14 @@ def _cell_order(cell: str) -> tuple[int, str]:
     return (1 if cell == NONE else 0, cell)
 
 
+def _check(k: int, since: Month, until: Month, by: str | None) -> None:
+    check_k(k)
+    if since > until:
+        raise ValueError(f"the period starts ({since}) after it ends ({until})")
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"unknown breakdown {by!r}; use one of {', '.join(DIMENSIONS)}")
+
+
 def aggregate(
     responses: Iterable[Response],
     *,
@@ -388,28 +402,84 @@ def aggregate(
 ) -> Export:
     """Publishable rows for the whole months since..until (inclusive), optionally for one poll and by a breakdown.
 
-    Rows come per poll (in the order polls first appear), option (in the poll's order) and cell ("all", or
+    Counts one `Response` per respondent and poll into month-cells and publishes them with `aggregate_cells`.
+    """
+    _check(k, since, until, by)
+    return aggregate_cells(
+        count_responses(responses, by),
+        k=k,
+        since=since,
+        until=until,
+        by=by,
+        poll=poll,
+        defined_by=defined_by,
+    )
+
+
+@dataclass
+class MonthCells:
+    """Pre-counted month-cells (the database counts them with GROUP BY): one respondent per person and poll.
+
+    `overall` holds the "all" month-cells, `by` the month-cells of the breakdown asked for (the same mapping as
+    `overall` without one). Keys are (poll key, cell, month); a cell is a breakdown value or "none".
+    """
+
+    polls: Sequence[Poll]
+    """Every poll that may have answers, in the export's order."""
+    overall: Mapping[_Key, _Block]
+    by: Mapping[_Key, _Block]
+
+    def months(self) -> list[Month]:
+        return sorted({key[2] for key in self.overall})
+
+    def answered(self) -> list[str]:
+        """Keys of the polls with answers, in order."""
+        keys = {key[0] for key in self.overall}
+        return [p.key for p in self.polls if p.key in keys]
+
+
+def count_responses(responses: Iterable[Response], by: str | None = None) -> MonthCells:
+    """The month-cells of answers given one by one (the latest per respondent and poll counts)."""
+    everyone = _latest_per_person(responses)
+    polls = list({r.poll.key: r.poll for r in everyone}.values())
+    overall = _blocks(everyone, None)
+    return MonthCells(polls, overall, overall if by is None else _blocks(everyone, by))
+
+
+def aggregate_cells(
+    cells: MonthCells,
+    *,
+    k: int,
+    since: Month,
+    until: Month,
+    by: str | None = None,
+    poll: str | None = None,
+    defined_by: DefinedBy | None = None,
+) -> Export:
+    """Publishable rows for the whole months since..until (inclusive), optionally for one poll and by a breakdown.
+
+    Rows come per poll (in the order of `cells.polls`), option (in the poll's order) and cell ("all", or
     `dimension:value` sorted with "none" last). A poll or cell with no published respondents has no rows.
     """
-    check_k(k)
-    if since > until:
-        raise ValueError(f"the period starts ({since}) after it ends ({until})")
-    if by is not None and by not in DIMENSIONS:
-        raise ValueError(f"unknown breakdown {by!r}; use one of {', '.join(DIMENSIONS)}")
-    everyone = _latest_per_person(responses)
-    polls = {r.poll.key: r.poll for r in everyone}
-    in_months = [r for r in everyone if since <= r.month <= until]
-    in_range = [r for r in in_months if poll is None or r.poll.key == poll]
+    _check(k, since, until, by)
+    polls = {p.key: p for p in cells.polls}
+
+    def within(blocks: Mapping[_Key, _Block], one: str | None) -> dict[_Key, _Block]:
+        return {key: b for key, b in blocks.items() if since <= key[2] <= until and one in (None, key[0])}
+
+    context = within(cells.overall, None)
+    overall = within(cells.overall, poll)
+    blocks = overall if by is None else within(cells.by, poll)
     totals: dict[tuple[str, str], tuple[int, Counter[str]]] = {}
-    for (poll_key, cell, _), (n, atoms) in _published_cells(in_range, by, k, in_months, defined_by).items():
+    for (poll_key, cell, _), (n, atoms) in _published_cells(blocks, overall, polls, by, k, context, defined_by).items():
         respondents, counts = totals.get((poll_key, cell), (0, Counter()))
         counts.update(atoms)
         totals[(poll_key, cell)] = (respondents + n, counts)
     rows: list[Row] = []
     start, end = since.first_day, until.last_day
     for poll_key, spec in polls.items():
-        cells = sorted((c for p, c in totals if p == poll_key), key=_cell_order)
-        for cell in cells:
+        ordered = sorted((c for p, c in totals if p == poll_key), key=_cell_order)
+        for cell in ordered:
             respondents, counts = totals[(poll_key, cell)]
             label = ALL if by is None else f"{by}:{cell}"
             for option, option_label in spec.options:
