@@ -562,6 +562,8 @@ class FakeBotApi:
         self.port = 0
         self.calls: list[Call] = []
         self.rate_limit_violations = 0
+        self.rate_limit_refusals: list[tuple[str, int | None]] = []
+        """Each 429 the limits caused: ("bot", chat) past the bot-wide limit, ("chat", chat) past a chat's."""
         self.answered_callbacks: list[dict[str, Any]] = []
         self.my_commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] | None = None
@@ -1049,6 +1051,7 @@ class FakeBotApi:
         )
         if over_global or over_chat:
             self.rate_limit_violations += 1
+            self.rate_limit_refusals.append(("bot" if over_global else "chat", chat_id))
             raise _too_many(1)
         for times in window:
             times.append(now)

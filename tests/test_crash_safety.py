@@ -102,7 +102,10 @@ async def test_sigkill_mid_broadcast_loses_nothing_and_repeats_at_most_one_messa
     twice = {chat: n for chat, n in delivered.items() if n > 1}
     assert set(delivered) == set(RECIPIENTS)  # nobody lost
     assert len(twice) <= kills and all(n == 2 for n in twice.values()), twice  # at most one repeat per kill
-    assert fake.rate_limit_violations == 0
+    # No 429 from the bot-wide limit. A chat's own limit may refuse the one repeat of a kill when the restarted
+    # process sends it again within a second of the original (the new process cannot know it went out): the
+    # sender honours that 429 and the repeat follows later, so only chats that got a repeat may have one.
+    assert all(kind == "chat" and chat in twice for kind, chat in fake.rate_limit_refusals), fake.rate_limit_refusals
     engine = make_engine(f"sqlite+aiosqlite:///{database}")
     try:
         async with make_session_factory(engine)() as session:
@@ -112,4 +115,5 @@ async def test_sigkill_mid_broadcast_loses_nothing_and_repeats_at_most_one_messa
     finally:
         await engine.dispose()
     assert counts == {"sent": 2000, "failed": 0, "skipped": 0, "left": 0, "total": 2000}
-    print(f"crash test: {len(delivered)} recipients, {sum(delivered.values())} messages, {len(twice)} repeated")
+    summary = f"{len(delivered)} recipients, {sum(delivered.values())} messages, {len(twice)} repeated"
+    print(f"crash test: {summary}, 429s {fake.rate_limit_refusals}")
