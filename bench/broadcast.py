@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from bench.child import ChildFake
 from bot.app import build_application
 from bot.sender import OutboxSender
 from bot.settings import Settings
@@ -63,39 +64,14 @@ async def serve_fake(rate: int) -> None:
             print(json.dumps(report), flush=True)
 
 
-class FakeProcess:
+class FakeProcess(ChildFake):
     """The fake server in a child process: `address` once started, `report()` at the end."""
 
     def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.address: dict[str, str] = {}
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> FakeProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.broadcast", "--serve-fake", str(self.rate),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        self.address = json.loads(await self.proc.stdout.readline())
-        return self
+        super().__init__("bench.broadcast", "--serve-fake", str(rate))
 
     async def report(self) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(b"report\n")
-        await self.proc.stdin.drain()
-        report: dict[str, Any] = json.loads(await self.proc.stdout.readline())
-        return report
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        return await self.ask(b"report\n")
 
 
 # -- the bot side -----------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.child import ChildFake
+
 PERSONA: list[str | tuple[str, ...]] = [
     "md", "active", ("none",), "certified", "established", "third_plus", "ortho", "predictable", "10to20",
     "high", "yes", "comfortable", "yes", ("wc",),
@@ -175,41 +177,16 @@ async def serve() -> None:
             print(json.dumps(driver.report()), flush=True)
 
 
-class FakeProcess:
+class FakeProcess(ChildFake):
     """The parent's handle on the child: `address` once started, `run(...)` for one batch of physicians."""
 
     def __init__(self) -> None:
-        self.address: dict[str, str] = {}
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> FakeProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.physicians", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=2**26,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        self.address = json.loads(await self.proc.stdout.readline())
-        return self
+        super().__init__("bench.physicians")
 
     async def run(self, physicians: int, first_id: int, concurrency: int, within: float) -> dict[str, Any]:
         """Let `physicians` physicians (at most `concurrency` at a time) complete the flow; their report."""
-        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
         ask = {"physicians": physicians, "first_id": first_id, "concurrency": concurrency, "timeout": within}
-        self.proc.stdin.write(json.dumps(ask).encode() + b"\n")
-        await self.proc.stdin.drain()
-        report: dict[str, Any] = json.loads(await self.proc.stdout.readline())
-        return report
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(b"\n")
-            self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        return await self.ask(json.dumps(ask).encode() + b"\n")
 
 
 if __name__ == "__main__":
