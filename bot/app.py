@@ -81,7 +81,8 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
     app = builder.post_init(post_init).post_stop(post_stop).post_shutdown(post_shutdown).build()
     app.bot_data["settings"] = settings
     app.bot_data["engine"] = db_engine
-    app.bot_data["dialogue"] = build_dialogue(settings, sessions, bot_username=lambda: app.bot.username)
+    handler_sessions = update_guard.claiming_sessions(db_engine)
+    app.bot_data["dialogue"] = build_dialogue(settings, handler_sessions, bot_username=lambda: app.bot.username)
     app.bot_data["sender"] = OutboxSender(app.bot, sessions, settings, max_lanes=settings.send_lanes)
     app.bot_data["scheduler"] = ReminderScheduler(db_engine, sessions, settings)
     update_guard.register(app, sessions)

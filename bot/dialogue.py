@@ -173,10 +173,10 @@ class Dialogue:
             return await self._tx(lambda s: self._erase(s, user_id, press.args[0], press.args[1] == "y"))
 
         async def run(session: AsyncSession) -> Reply:
-            await repo.lock_user(session, user_id)
+            flow = await repo.lock_flow(session, user_id)
             if press is None:
                 return await self._resync(session, user_id, texts.UNKNOWN_BUTTON)
-            return await self._press(session, user_id, press)
+            return await self._press(session, user_id, press, flow or await repo.latest_flow(session, user_id))
 
         return await self._tx(run)
 
@@ -188,8 +188,7 @@ class Dialogue:
                     return claimed
 
         async def run(session: AsyncSession) -> Reply:
-            await repo.lock_user(session, user_id)
-            return await self._text(session, user_id, text)
+            return await self._text(session, user_id, text, await repo.lock_flow(session, user_id))
 
         return await self._tx(run)
 
@@ -290,8 +289,8 @@ class Dialogue:
         return Reply(edit=Screen(texts.DELETE_DONE))
 
     # -- buttons ----------------------------------------------------------------------------------------
-    async def _press(self, session: AsyncSession, user_id: int, press: Press) -> Reply:
-        flow = await repo.active_flow(session, user_id) or await repo.latest_flow(session, user_id)
+    async def _press(self, session: AsyncSession, user_id: int, press: Press, flow: repo.StoredFlow | None) -> Reply:
+        """`flow`: the active session, else the latest one, read under the physician's lock."""
         if flow is None or flow.status not in {"active", "completed"}:
             return Reply(notice=texts.STALE_BUTTON, send=[Screen(texts.NO_FLOW)])
         if press.verb == "R":
@@ -373,8 +372,8 @@ class Dialogue:
         return Reply(edit=answered, send=screens)
 
     # -- free text --------------------------------------------------------------------------------------
-    async def _text(self, session: AsyncSession, user_id: int, text: str | None) -> Reply:
-        flow = await repo.active_flow(session, user_id)
+    async def _text(self, session: AsyncSession, user_id: int, text: str | None, flow: repo.StoredFlow | None) -> Reply:
+        """`flow`: the active session read under the physician's lock, if any."""
         if flow is None:
             latest = await repo.latest_flow(session, user_id)
             if latest is not None and latest.status == "completed":
@@ -438,7 +437,7 @@ class Dialogue:
         answers = {k: list(v) if isinstance(v, tuple) else v for k, v in state.answers.items()}
         return await repo.save_flow(
             session,
-            flow.id,
+            flow,
             current_key=state.current,
             editing=state.editing,
             draft=state.draft,

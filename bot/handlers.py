@@ -25,6 +25,7 @@ from bot.dialogue import Dialogue, Reply, Screen
 from bot.faults import ErrorReporter, error_kind, is_db_outage, with_db_retry
 from bot.keyboards import markup
 from bot.screens import PRESSED_MESSAGE
+from bot.update_guard import AlreadyProcessed
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,9 @@ async def _report_to_admins(context: ContextTypes.DEFAULT_TYPE, error: BaseExcep
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the failure, tell the physician what to do, and report the unexpected ones to the admins."""
     error = context.error
+    if isinstance(error, AlreadyProcessed):
+        log.info("update %d was delivered again; already processed", error.update_id)
+        return
     outage = error is not None and is_db_outage(error)
     kind = error_kind(error) if error is not None else None
     log.error(

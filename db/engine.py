@@ -13,7 +13,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
-        kwargs.setdefault("pool_pre_ping", True)
+        # No pre-ping: it costs a round trip per transaction, and a tap is one transaction. A connection that died
+        # while pooled fails its first statement instead, SQLAlchemy then replaces every pooled connection, and the
+        # dialogue's retry (bot.faults.with_db_retry) runs the step again on a fresh one. Recycling bounds how
+        # stale a pooled connection can get behind a firewall that drops idle ones.
+        kwargs.setdefault("pool_recycle", 1800)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 

@@ -3,13 +3,15 @@ processed once.
 
 A claim is an INSERT of the update id under its primary key: on PostgreSQL a second process claiming the same id
 waits for the first transaction and then finds the row, so exactly one wins. Only the id and a day are stored.
+The claim is made inside the transaction that applies the update (`claim_on`, see `bot.update_guard`), or on its
+own when the update needs no other database work (`claim`).
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import Connection, Delete, Insert, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,18 +22,31 @@ RETENTION_DAYS = 3
 """Telegram keeps an undelivered update for 24 hours; ids older than this cannot come back."""
 
 
+def _claim(dialect: str, update_id: int, today: date) -> Insert:
+    ins = pg_insert(ProcessedUpdate) if dialect == "postgresql" else sqlite_insert(ProcessedUpdate)
+    return ins.values(update_id=update_id, day=today).on_conflict_do_nothing()
+
+
+def _prune(today: date, keep_days: int) -> Delete:
+    return delete(ProcessedUpdate).where(ProcessedUpdate.day < today - timedelta(days=keep_days))
+
+
 async def claim(session: AsyncSession, update_id: int, today: date) -> bool:
     """True when this is the first claim of `update_id` (the caller processes it), False for a repeat."""
-    dialect = session.get_bind().dialect.name
-    ins = pg_insert(ProcessedUpdate) if dialect == "postgresql" else sqlite_insert(ProcessedUpdate)
-    result = await session.execute(ins.values(update_id=update_id, day=today).on_conflict_do_nothing())
+    result = await session.execute(_claim(session.get_bind().dialect.name, update_id, today))
     return bool(getattr(result, "rowcount", 0))
+
+
+def claim_on(connection: Connection, update_id: int, today: date) -> bool:
+    """`claim` on a connection inside a transaction that has just begun (a session event; synchronous)."""
+    return bool(connection.execute(_claim(connection.dialect.name, update_id, today)).rowcount)
 
 
 async def prune(session: AsyncSession, today: date, keep_days: int = RETENTION_DAYS) -> int:
     """Forget claims older than `keep_days`; returns how many rows went."""
-    cutoff = today - timedelta(days=keep_days)
-    result = await session.execute(
-        delete(ProcessedUpdate).where(ProcessedUpdate.day < cutoff), execution_options={"synchronize_session": False}
-    )
+    result = await session.execute(_prune(today, keep_days), execution_options={"synchronize_session": False})
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def prune_on(connection: Connection, today: date, keep_days: int = RETENTION_DAYS) -> int:
+    return int(connection.execute(_prune(today, keep_days)).rowcount or 0)

@@ -5,16 +5,28 @@ The functions speak in plain values (answer dicts, option keys) so that `db` doe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Result,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 
 from db.models import (
     AdminAction,
@@ -81,47 +93,110 @@ async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
-def _stored(row: FlowSession) -> StoredFlow:
-    return StoredFlow(
-        id=row.id,
-        status=row.status,
-        current_key=row.current_key,
-        editing=row.editing,
-        draft=tuple(row.draft or ()),
-        turn=row.turn,
-        answers={a.question_key: a.value for a in row.answers},
-        moved_by_update=row.moved_by_update,
-        moved_at=_utc(row.updated_at),
+_flows = cast(Table, FlowSession.__table__)
+_answers = cast(Table, AnswerRow.__table__)
+_FLOW_COLUMNS = (
+    _flows.c.id,
+    _flows.c.status,
+    _flows.c.current_key,
+    _flows.c.editing,
+    _flows.c.draft,
+    _flows.c.turn,
+    _flows.c.moved_by_update,
+    _flows.c.updated_at,
+)
+
+
+def _with_answers(*where: ColumnElement[bool]) -> Select[Any]:
+    """Sessions with their answers in one query (a row per answer, a session without answers once)."""
+    return (
+        select(*_FLOW_COLUMNS, _answers.c.question_key, _answers.c.value)
+        .outerjoin(_answers, _answers.c.session_id == _flows.c.id)
+        .where(*where)
     )
 
 
-def _keep(session: AsyncSession, row: FlowSession) -> StoredFlow:
-    """The row as a StoredFlow, kept by the session: its identity map holds rows only weakly, and `save_flow`
-    later in the same transaction then finds the row and its answers there instead of loading them again."""
-    session.info.setdefault("medlegal_flows", {})[row.id] = row
-    return _stored(row)
+def _one_flow(rows: Sequence[Row[Any]]) -> StoredFlow | None:
+    """The rows of `_with_answers` for at most one session, as a StoredFlow."""
+    if not rows:
+        return None
+    first = rows[0]
+    return StoredFlow(
+        id=first.id,
+        status=first.status,
+        current_key=first.current_key,
+        editing=first.editing,
+        draft=tuple(first.draft or ()),
+        turn=first.turn,
+        answers={row.question_key: row.value for row in rows if row.question_key is not None},
+        moved_by_update=first.moved_by_update,
+        moved_at=_utc(first.updated_at),
+    )
+
+
+_ACTIVE = _with_answers(_flows.c.user_id == bindparam("user_id"), _flows.c.status == "active")
+_ACTIVE_LOCKED = _ACTIVE.with_for_update(of=_flows)
+_SAVE = (
+    update(_flows)
+    .where(_flows.c.id == bindparam("flow_id"))
+    .values(
+        current_key=bindparam("to_current_key"),
+        editing=bindparam("to_editing"),
+        draft=bindparam("to_draft", type_=_flows.c.draft.type),
+        turn=_flows.c.turn + 1,
+        moved_by_update=bindparam("to_update"),
+        status=bindparam("to_status"),
+        updated_at=bindparam("now"),
+        completed_at=func.coalesce(
+            bindparam("to_completed_at", type_=_flows.c.completed_at.type), _flows.c.completed_at
+        ),
+    )
+    .returning(_flows.c.turn)
+)
+_ADD_ANSWERS = insert(_answers)
+_CHANGE_ANSWER = (
+    update(_answers)
+    .where(_answers.c.session_id == bindparam("flow_id"), _answers.c.question_key == bindparam("key"))
+    .values(value=bindparam("to_value", type_=_answers.c.value.type), updated_at=bindparam("now"))
+)
+"""The statements of a tap, built once: building and hashing a statement cost more than running it."""
+
+
+async def _run(session: AsyncSession, statement: Executable, params: Any = None) -> Result[Any]:
+    """Core statements on the session's connection, past the ORM's execution layer (a tap's hot path)."""
+    connection = await session.connection()
+    return await connection.execute(statement, params)
 
 
 async def active_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
-    row = await _active_row(session, user_id)
-    return None if row is None else _keep(session, row)
+    return _one_flow((await _run(session, _ACTIVE, {"user_id": user_id})).all())
+
+
+async def lock_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
+    """Lock the physician and read their active session with its answers; None when they have none.
+
+    The hot path of every tap and typed answer. On PostgreSQL it is one statement that locks the session row
+    (`FOR UPDATE OF flow_sessions`), which serialises changes to the flow across processes as `lock_user` does:
+    everything else that changes the session (a new one, /cancel) updates that row under `lock_user` and so
+    waits for it, and a tap that waited finds a closed session gone and takes `lock_user` itself. Without an
+    active session the user row is locked (`lock_user`), so the caller holds the lock in both cases. SQLite
+    serialises writers: the user insert takes its write lock first, then the read needs no lock of its own.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        flow = _one_flow((await _run(session, _ACTIVE_LOCKED, {"user_id": user_id})).all())
+        if flow is None:
+            await lock_user(session, user_id)
+        return flow
+    await lock_user(session, user_id)
+    return await active_flow(session, user_id)
 
 
 async def latest_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
     """The most recent session of any status (for "welcome back" and the recommendation on /start)."""
-    stmt = select(FlowSession).where(FlowSession.user_id == user_id).order_by(FlowSession.id.desc()).limit(1)
-    row = (await session.execute(stmt)).scalar_one_or_none()
-    return None if row is None else _keep(session, row)
-
-
-async def _active_row(session: AsyncSession, user_id: int) -> FlowSession | None:
-    """The active session with its answers in one query (a join, not a second round trip)."""
-    stmt = (
-        select(FlowSession)
-        .where(FlowSession.user_id == user_id, FlowSession.status == "active")
-        .options(joinedload(FlowSession.answers))
+    latest = (
+        select(_flows.c.id).where(_flows.c.user_id == user_id).order_by(_flows.c.id.desc()).limit(1).scalar_subquery()
     )
-    return (await session.execute(stmt)).unique().scalar_one_or_none()
+    return _one_flow((await session.execute(_with_answers(_flows.c.id == latest))).all())
 
 
 async def start_flow(
@@ -135,20 +210,18 @@ async def start_flow(
     """Open a new session; an active one is closed first with `replaced_status`. `update_id`: the Telegram update
     that asked for it."""
     await close_active(session, user_id, replaced_status)
-    previous_turn = await _last_turn(session, user_id)
-    row = FlowSession(
-        user_id=user_id,
-        status="active",
-        current_key=current_key,
-        editing=False,
-        draft=[],
-        turn=previous_turn + 1,
-        moved_by_update=update_id,
-        answers=[],  # known to be empty: no query to load them
-    )
-    session.add(row)
-    await session.flush()
-    return _keep(session, row)
+    turn = await _last_turn(session, user_id) + 1
+    now = utcnow()
+    values: dict[str, Any] = {
+        "current_key": current_key,
+        "editing": False,
+        "draft": [],
+        "turn": turn,
+        "moved_by_update": update_id,
+    }
+    inserted = insert(_flows).values(user_id=user_id, status="active", created_at=now, updated_at=now, **values)
+    flow_id = (await session.execute(inserted.returning(_flows.c.id))).scalar_one()
+    return StoredFlow(flow_id, "active", current_key, False, (), turn, {}, update_id, now)
 
 
 async def _last_turn(session: AsyncSession, user_id: int) -> int:
@@ -159,8 +232,8 @@ async def _last_turn(session: AsyncSession, user_id: int) -> int:
 
 async def close_active(session: AsyncSession, user_id: int, status: str) -> bool:
     result = await session.execute(
-        update(FlowSession)
-        .where(FlowSession.user_id == user_id, FlowSession.status == "active")
+        update(_flows)
+        .where(_flows.c.user_id == user_id, _flows.c.status == "active")
         .values(status=status, updated_at=utcnow())
     )
     return bool(getattr(result, "rowcount", 0))
@@ -168,7 +241,7 @@ async def close_active(session: AsyncSession, user_id: int, status: str) -> bool
 
 async def save_flow(
     session: AsyncSession,
-    flow_id: int,
+    flow: StoredFlow | int,
     *,
     current_key: str | None,
     editing: bool,
@@ -180,42 +253,57 @@ async def save_flow(
     """Write the new position and answers, bumping the turn; answers no longer given are removed. `update_id`: the
     Telegram update that made the change (None from the console).
 
-    The caller holds the physician's lock (`lock_user`), which serialises their changes; the row it loaded in this
-    transaction comes from the session's identity map with its answers, so only the changes go to the database.
+    `flow` is the session as read in this transaction under the physician's lock (`lock_flow`, `lock_user`),
+    so only the answers that differ from it are written; given only its id, it is read first.
     """
-    row = await session.get(FlowSession, flow_id)
-    if row is None:
-        raise LookupError(f"flow session {flow_id} is gone")
-    row.current_key = current_key
-    row.editing = editing
-    row.draft = list(draft)
-    row.turn += 1
-    row.moved_by_update = update_id
-    row.status = status
-    if status == "completed":
-        row.completed_at = utcnow()
-    existing = {a.question_key: a for a in row.answers}
-    for key, answer in list(existing.items()):
-        if key not in answers:
-            row.answers.remove(answer)
-    for key, value in answers.items():
-        stored = list(value) if isinstance(value, list | tuple) else value
-        if key in existing:
-            if existing[key].value != stored:
-                existing[key].value = stored
-        else:
-            row.answers.append(AnswerRow(question_key=key, value=stored))
-    await session.flush()
-    return _stored(row)
+    if isinstance(flow, int):
+        loaded = _one_flow((await session.execute(_with_answers(_flows.c.id == flow))).all())
+        if loaded is None:
+            raise LookupError(f"flow session {flow} is gone")
+        flow = loaded
+    now = utcnow()
+    params = {
+        "flow_id": flow.id,
+        "to_current_key": current_key,
+        "to_editing": editing,
+        "to_draft": list(draft),
+        "to_update": update_id,
+        "to_status": status,
+        "now": now,
+        "to_completed_at": now if status == "completed" else None,
+    }
+    turn = (await _run(session, _SAVE, params)).scalar_one_or_none()
+    if turn is None:
+        raise LookupError(f"flow session {flow.id} is gone")
+    stored = {key: list(value) if isinstance(value, list | tuple) else value for key, value in answers.items()}
+    gone = [key for key in flow.answers if key not in stored]
+    if gone:
+        await _run(session, delete(_answers).where(_answers.c.session_id == flow.id, _answers.c.question_key.in_(gone)))
+    for key, value in stored.items():
+        if key in flow.answers and _listed(flow.answers[key]) != value:
+            await _run(session, _CHANGE_ANSWER, {"flow_id": flow.id, "key": key, "to_value": value, "now": now})
+    new = [
+        {"session_id": flow.id, "question_key": key, "value": value, "created_at": now, "updated_at": now}
+        for key, value in stored.items()
+        if key not in flow.answers
+    ]
+    if new:
+        await _run(session, _ADD_ANSWERS, new)
+    return StoredFlow(flow.id, status, current_key, editing, tuple(draft), turn, dict(stored), update_id, now)
+
+
+def _listed(value: AnswerValue | tuple[str, ...]) -> AnswerValue:
+    return list(value) if isinstance(value, list | tuple) else value
 
 
 async def add_recommendation(
     session: AsyncSession, flow_id: int, path: str, qme_score: int, ime_score: int, details: dict[str, Any]
 ) -> None:
-    session.add(
-        RecommendationRow(session_id=flow_id, path=path, qme_score=qme_score, ime_score=ime_score, details=details)
+    await session.execute(
+        insert(RecommendationRow).values(
+            session_id=flow_id, path=path, qme_score=qme_score, ime_score=ime_score, details=details
+        )
     )
-    await session.flush()
 
 
 async def latest_recommendation(session: AsyncSession, user_id: int) -> RecommendationRow | None:

@@ -7,12 +7,16 @@ Telegram, a console or a database.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from flows.conditions import Answer, evaluate
 from flows.definition import FlowDefinition, Option, Question, load_definition
+
+STATUS_CACHE_SIZE = 4096
+"""Answer sets whose question statuses are kept (a few hundred bytes each)."""
 
 
 class FlowError(Exception):
@@ -69,10 +73,31 @@ class FlowEngine:
     def __init__(self, definition: FlowDefinition | None = None) -> None:
         self.defn = definition or load_definition()
         self._order = {q.key: i for i, q in enumerate(self.defn.questions)}
+        self._statuses: OrderedDict[frozenset[tuple[str, Answer]], Mapping[str, bool | None]] = OrderedDict()
 
     # -- reading ---------------------------------------------------------------------------------------
-    def statuses(self, answers: Mapping[str, Answer]) -> dict[str, bool | None]:
-        """For each question: True asked, False skipped, None depends on answers not given yet."""
+    def statuses(self, answers: Mapping[str, Answer]) -> Mapping[str, bool | None]:
+        """For each question: True asked, False skipped, None depends on answers not given yet.
+
+        Every move and screen asks this several times for the same answers, and evaluating every question's
+        condition tree was the largest part of a step's CPU; the answers are immutable values, so the result is
+        kept for the most recent answer sets.
+        """
+        try:
+            key = frozenset(answers.items())
+        except TypeError:  # an unhashable value (a list): not worth converting, just compute
+            return self._evaluate_statuses(answers)
+        cached = self._statuses.get(key)
+        if cached is not None:
+            self._statuses.move_to_end(key)
+            return cached
+        status = MappingProxyType(self._evaluate_statuses(answers))
+        self._statuses[key] = status
+        if len(self._statuses) > STATUS_CACHE_SIZE:
+            self._statuses.popitem(last=False)
+        return status
+
+    def _evaluate_statuses(self, answers: Mapping[str, Answer]) -> dict[str, bool | None]:
         status: dict[str, bool | None] = {}
 
         def unknown(key: str) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import make_session_factory
 from db.models import FlowSession, RecommendationRow, User
-from db.repository import _stored
+from db.repository import StoredFlow
 from flows.engine import FlowEngine, restore
 
 ENGINE = FlowEngine()
@@ -26,7 +26,8 @@ async def assert_stored_data_valid(engine: AsyncEngine) -> dict[int, int]:
     active = Counter(f.user_id for f in flows if f.status == "active")
     assert all(n == 1 for n in active.values()), f"more than one active flow: {active}"
     for row in flows:
-        flow = _stored(row)
+        answers = {a.question_key: a.value for a in row.answers}
+        flow = StoredFlow(row.id, row.status, row.current_key, row.editing, tuple(row.draft or ()), row.turn, answers)
         assert row.user_id in users, f"flow {flow.id} without its user"
         assert flow.status in STATUSES, flow
         assert all(ENGINE.defn.has_question(k) for k in flow.answers), flow

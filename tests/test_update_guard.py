@@ -4,17 +4,18 @@ update is applied only while it still answers the current question. SQLite and P
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.dialogue import Dialogue
-from bot.update_guard import UpdateGuard
+from bot.update_guard import AlreadyProcessed, UpdateGuard, begin_update, claiming_sessions, settle_update
 from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
 from db import processed_updates
-from db.models import ProcessedUpdate
+from db.models import FlowSession, ProcessedUpdate
 from db.repository import active_flow
 from tests.harness import answer_data
 
@@ -94,3 +95,81 @@ def test_ids_are_compared_only_with_a_recent_move() -> None:
     finally:
         CURRENT_UPDATE.reset(token)
     assert not is_late(9, now, now), "no update being handled (the console)"
+
+
+async def _as_update(guard: UpdateGuard, update_id: int, work: Callable[[], Awaitable[object]]) -> object:
+    """Run `work` as the handlers of update `update_id` do: in a task of its own, after the guard's handler."""
+
+    async def handle() -> object:
+        begin_update(guard, update_id)
+        result = await work()
+        await settle_update(update_id)
+        return result
+
+    return await asyncio.create_task(handle())
+
+
+async def _flows(sessions: Sessions) -> int:
+    async with sessions() as session:
+        return (await session.execute(select(func.count()).select_from(FlowSession))).scalar_one()
+
+
+async def test_the_claim_rides_in_the_updates_first_transaction_and_a_repeat_stops_there(
+    engine: AsyncEngine, sessions: Sessions
+) -> None:
+    guard = UpdateGuard(sessions)
+    dialogue = Dialogue(claiming_sessions(engine))
+    user = 5151
+    await _as_update(guard, 30, lambda: dialogue.command(user, "start"))
+    assert await _count(sessions) == 1
+    try:
+        await _as_update(guard, 30, lambda: dialogue.command(user, "restart"))
+    except AlreadyProcessed as exc:
+        assert exc.update_id == 30
+    else:
+        raise AssertionError("a repeated update was processed")
+    assert await _flows(sessions) == 1, "the repeat changed nothing"
+    await _as_update(guard, 31, lambda: dialogue.command(user, "restart"))
+    assert await _flows(sessions) == 2 and await _count(sessions) == 2
+
+    # the console (no update) and work outside the update's own task claim nothing
+    await dialogue.command(user, "restart")
+    assert await _count(sessions) == 2
+
+
+async def test_a_step_that_rolls_back_leaves_its_update_unclaimed_for_the_retry(
+    engine: AsyncEngine, sessions: Sessions
+) -> None:
+    guard = UpdateGuard(sessions)
+    claiming = claiming_sessions(engine)
+    attempts: list[int] = []
+
+    async def step() -> str:
+        for attempt in range(2):
+            try:
+                async with claiming() as session, session.begin():
+                    await session.execute(select(func.count()).select_from(FlowSession))
+                    attempts.append(await _count(sessions))  # another connection: not committed yet
+                    if attempt == 0:
+                        raise ConnectionError("the database went away")
+                return "done"
+            except ConnectionError:
+                continue
+        raise AssertionError("unreachable")
+
+    assert await _as_update(guard, 40, step) == "done"
+    assert attempts == [0, 0]
+    assert await _count(sessions) == 1, "the retry claimed it once"
+
+
+async def test_an_update_without_database_work_is_claimed_after_its_handlers(sessions: Sessions) -> None:
+    guard = UpdateGuard(sessions)
+    shown: list[str] = []
+
+    async def help_text() -> None:
+        shown.append("help")
+
+    await _as_update(guard, 50, help_text)
+    assert await _count(sessions) == 1
+    await _as_update(guard, 50, help_text)  # answered again (no database work to stop it), claimed once
+    assert shown == ["help", "help"] and await _count(sessions) == 1
