@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class Run:
     in_process: list[float]
     bot_errors: int
     first_bot_error: str | None
+    cpu: float = 0.0
+    """CPU seconds of this process (the bot) during the measured run, all threads."""
 
 
 async def run_bot(
@@ -104,8 +107,10 @@ async def run_bot(
         if warmup:
             await fake.run(warmup, first_id + physicians, warmup, within)  # connections, caches, first imports
             probe.reset()
+        cpu = time.process_time()
         report = await fake.run(physicians, first_id, concurrency, within)
-    return Run(name, report, probe.step_times(), running.errors.count, running.errors.first)
+        cpu = time.process_time() - cpu
+    return Run(name, report, probe.step_times(), running.errors.count, running.errors.first, cpu)
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,8 @@
 The fake Bot API runs in a child process (`bench.physicians`) and generates the physicians' updates: all start
 with /start at once and each taps the next answer as soon as the reply to the previous one arrives. Printed per
 bot: updates per second (all updates, /start included, from the first tap to the last reply), tap latency p50/p99
-(a tap queued at the fake to its reply), the round trip p99 (update handed out to reply), errors, and for medlegal
+(a tap queued at the fake to its reply), the round trip p99 (update handed out to reply), the bot process's CPU
+milliseconds per update (all its threads, the fake and the database excluded), errors, and for medlegal
 a check of the database afterwards: every physician's flow completed with all 14 answers and a recommendation.
 Targets: >= 300 updates/s on 2 cores with PostgreSQL and >= 0.7x the bare bot's throughput, no error, no lost
 answer.
@@ -66,7 +67,8 @@ def _line(run: Run) -> tuple[float, str]:
     text = (
         f"{run.name:<22} {report['updates']:>7} {report['elapsed']:8.1f} {rate:9.1f}   "
         f"{percentile(taps, 0.5) * 1e3:8.1f} {percentile(taps, 0.99) * 1e3:8.1f}   "
-        f"{percentile(trips, 0.99) * 1e3:8.1f}   {errors}"
+        f"{percentile(trips, 0.99) * 1e3:8.1f}   {run.cpu / report['updates'] * 1e3 if report['updates'] else 0:8.2f}"
+        f"   {errors}"
     )
     if errors:
         text += f"\n    {report['errors'][:3]} {run.first_bot_error or ''} stuck: {report['stuck'][:3]}"
@@ -109,7 +111,7 @@ async def run(physicians: int, pg_url: str | None, backends: list[str], profile:
                 verdict.append(f"{rate:.0f} updates/s ({'met' if met else 'MISSED'} >= 300/s)")
             checks.append(f"{result.name}: " + "; ".join(verdict))
     print(f"{'bot':<22} {'updates':>7} {'seconds':>8} {'updates/s':>9}   {'tap p50':>8} {'tap p99':>8}   "
-          f"{'rt p99':>8}   errors (ms)")  # fmt: skip
+          f"{'rt p99':>8}   {'CPU/upd':>8}   errors (ms)")  # fmt: skip
     for _, _, text in lines:
         print(text)
     print()

@@ -8,7 +8,7 @@ import logging
 from collections import OrderedDict
 
 from telegram import Bot, CallbackQuery, InputFile, Message, Update
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
@@ -21,9 +21,9 @@ from telegram.ext import (
 )
 
 from bot import logs, texts
-from bot.dialogue import Dialogue, Reply, Screen
+from bot.dialogue import Dialogue, Reply
 from bot.faults import ErrorReporter, error_kind, is_db_outage, with_db_retry
-from bot.keyboards import markup
+from bot.keyboards import post_screen
 from bot.screens import PRESSED_MESSAGE
 from bot.update_guard import AlreadyProcessed
 
@@ -37,32 +37,22 @@ def _dialogue(context: ContextTypes.DEFAULT_TYPE) -> Dialogue:
     return dialogue
 
 
-async def _send(bot: Bot, chat_id: int, screen: Screen) -> Message:
-    return await bot.send_message(chat_id, screen.text, parse_mode=ParseMode.HTML, reply_markup=markup(screen.keyboard))
-
-
 async def deliver(bot: Bot, chat_id: int, reply: Reply, source: Message | None = None) -> None:
     """Show a reply: edit the pressed message when there is one, then send the new messages in order."""
     if reply.edit is not None:
         edited = False
         if source is not None:
             try:
-                await bot.edit_message_text(
-                    reply.edit.text,
-                    chat_id=chat_id,
-                    message_id=source.message_id,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup(reply.edit.keyboard),
-                )
+                await post_screen(bot, chat_id, reply.edit, edit=source.message_id)
                 edited = True
             except BadRequest as exc:
                 edited = "not modified" in str(exc).lower()
                 if not edited:
                     log.info("could not edit message, sending instead: %s", exc)
         if not edited:
-            await _send(bot, chat_id, reply.edit)
+            await post_screen(bot, chat_id, reply.edit)
     for screen in reply.send:
-        await _send(bot, chat_id, screen)
+        await post_screen(bot, chat_id, screen)
     for document in reply.documents:
         await bot.send_document(
             chat_id, InputFile(document.content, filename=document.filename), caption=document.caption or None
