@@ -11,12 +11,48 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Generic, TypeVar
 
 from flows.conditions import Answer, evaluate
 from flows.definition import FlowDefinition, Option, Question, load_definition
 
-STATUS_CACHE_SIZE = 4096
-"""Answer sets whose question statuses are kept (a few hundred bytes each)."""
+CACHE_SIZE = 4096
+"""Answer sets whose question statuses and pruned answers are kept (a few hundred bytes each)."""
+
+
+AnswerSet = frozenset[tuple[str, Answer]] | None
+V = TypeVar("V")
+
+
+def _answer_set(answers: Mapping[str, Answer]) -> AnswerSet:
+    """A hashable key for a set of answers; None when a value is not hashable (a list), which is not cached."""
+    try:
+        return frozenset(answers.items())
+    except TypeError:
+        return None
+
+
+class _Recent(Generic[V]):
+    """The results of a pure function of an answer set for the most recent sets (bounded, least recent out)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[frozenset[tuple[str, Answer]], V] = OrderedDict()
+
+    def get(self, key: AnswerSet) -> V | None:
+        if key is None:
+            return None
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: AnswerSet, value: V) -> None:
+        if key is None:
+            return
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 class FlowError(Exception):
@@ -73,29 +109,23 @@ class FlowEngine:
     def __init__(self, definition: FlowDefinition | None = None) -> None:
         self.defn = definition or load_definition()
         self._order = {q.key: i for i, q in enumerate(self.defn.questions)}
-        self._statuses: OrderedDict[frozenset[tuple[str, Answer]], Mapping[str, bool | None]] = OrderedDict()
+        self._statuses: _Recent[Mapping[str, bool | None]] = _Recent()
+        self._pruned: _Recent[Mapping[str, Answer]] = _Recent()
 
     # -- reading ---------------------------------------------------------------------------------------
     def statuses(self, answers: Mapping[str, Answer]) -> Mapping[str, bool | None]:
         """For each question: True asked, False skipped, None depends on answers not given yet.
 
         Every move and screen asks this several times for the same answers, and evaluating every question's
-        condition tree was the largest part of a step's CPU; the answers are immutable values, so the result is
-        kept for the most recent answer sets.
+        condition tree was the largest part of a step's CPU; answers are immutable values, so the result is kept
+        for the most recent answer sets.
         """
-        try:
-            key = frozenset(answers.items())
-        except TypeError:  # an unhashable value (a list): not worth converting, just compute
-            return self._evaluate_statuses(answers)
+        key = _answer_set(answers)
         cached = self._statuses.get(key)
-        if cached is not None:
-            self._statuses.move_to_end(key)
-            return cached
-        status = MappingProxyType(self._evaluate_statuses(answers))
-        self._statuses[key] = status
-        if len(self._statuses) > STATUS_CACHE_SIZE:
-            self._statuses.popitem(last=False)
-        return status
+        if cached is None:
+            cached = MappingProxyType(self._evaluate_statuses(answers))
+            self._statuses.put(key, cached)
+        return cached
 
     def _evaluate_statuses(self, answers: Mapping[str, Answer]) -> dict[str, bool | None]:
         status: dict[str, bool | None] = {}
@@ -254,6 +284,14 @@ class FlowEngine:
         An answer whose question is undecided (it depends on a question that has just become applicable and
         is not answered yet) is kept: the physician only changed one answer.
         """
+        key = _answer_set(answers)
+        cached = self._pruned.get(key)
+        if cached is None:
+            cached = MappingProxyType(self._prune(answers))
+            self._pruned.put(key, cached)
+        return dict(cached)
+
+    def _prune(self, answers: Mapping[str, Answer]) -> dict[str, Answer]:
         kept = dict(answers)
         changed = True
         while changed:

@@ -162,3 +162,28 @@ def test_restore_repairs_any_stored_state(
     for key, value in state.answers.items():
         stored = answers[key]
         assert value == (tuple(stored) if isinstance(stored, list) else stored)
+
+
+ANY_ANSWERS = st.dictionaries(
+    st.sampled_from(KEYS),
+    st.one_of(
+        st.sampled_from(OPTION_KEYS + JUNK),
+        st.lists(st.sampled_from(OPTION_KEYS), min_size=1, max_size=3, unique=True).map(tuple),
+    ),
+    max_size=len(KEYS),
+)
+
+
+@SETTINGS
+@given(st.lists(ANY_ANSWERS, min_size=1, max_size=6))
+def test_kept_statuses_and_pruned_answers_equal_a_fresh_evaluation(sets: list[dict[str, Answer]]) -> None:
+    """The engine keeps statuses and pruned answers per answer set: a kept result is the fresh one, and a caller
+    changing what it got back changes nothing kept."""
+    engine = FlowEngine(ENGINE.defn)
+    fresh = FlowEngine(ENGINE.defn)
+    for answers in sets + sets:  # the second round comes from what was kept
+        assert dict(engine.statuses(answers)) == fresh._evaluate_statuses(answers)
+        pruned = engine.prune(answers)
+        assert pruned == fresh._prune(answers)
+        pruned["profession"] = "changed by the caller"
+        assert engine.prune(answers) == fresh._prune(answers)
