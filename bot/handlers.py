@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot import logs, texts
-from bot.dialogue import Dialogue, Reply
+from bot.dialogue import Dialogue, Reply, Screen
 from bot.faults import ErrorReporter, error_kind, is_db_outage, with_db_retry
 from bot.keyboards import post_screen
 from bot.screens import PRESSED_MESSAGE
@@ -38,25 +38,43 @@ def _dialogue(context: ContextTypes.DEFAULT_TYPE) -> Dialogue:
 
 
 async def deliver(bot: Bot, chat_id: int, reply: Reply, source: Message | None = None) -> None:
-    """Show a reply: edit the pressed message when there is one, then send the new messages in order."""
+    """Show a reply: edit the pressed message, send the new messages in order, then the documents.
+
+    The edit and the new messages are different messages that do not wait for each other, so when there are both
+    the edit goes out beside the sends and the next question appears a Bot API round trip sooner. A pressed
+    message that cannot be edited (too old, deleted) is replaced by a new message only when the edit is all the
+    reply shows; beside new messages it is logged, as they carry the conversation on.
+    """
+    editing: asyncio.Task[bool] | None = None
     if reply.edit is not None:
-        edited = False
-        if source is not None:
-            try:
-                await post_screen(bot, chat_id, reply.edit, edit=source.message_id)
-                edited = True
-            except BadRequest as exc:
-                edited = "not modified" in str(exc).lower()
-                if not edited:
-                    log.info("could not edit message, sending instead: %s", exc)
-        if not edited:
+        if source is not None and reply.send:
+            editing = asyncio.create_task(_edited(bot, chat_id, reply.edit, source.message_id))
+        elif source is None or not await _edited(bot, chat_id, reply.edit, source.message_id):
             await post_screen(bot, chat_id, reply.edit)
-    for screen in reply.send:
-        await post_screen(bot, chat_id, screen)
+    try:
+        for screen in reply.send:
+            await post_screen(bot, chat_id, screen)
+    finally:
+        # a failed send's error wins over the edit's; the edit's own error surfaces when the sends went out
+        edit_error = None if editing is None else (await asyncio.gather(editing, return_exceptions=True))[0]
+    if isinstance(edit_error, BaseException):
+        raise edit_error
     for document in reply.documents:
         await bot.send_document(
             chat_id, InputFile(document.content, filename=document.filename), caption=document.caption or None
         )
+
+
+async def _edited(bot: Bot, chat_id: int, screen: Screen, message_id: int) -> bool:
+    """Put `screen` in place of the message; False (logged) when Telegram refuses to edit it."""
+    try:
+        await post_screen(bot, chat_id, screen, edit=message_id)
+    except BadRequest as exc:
+        if "not modified" in str(exc).lower():
+            return True
+        log.info("could not edit message: %s", exc)
+        return False
+    return True
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

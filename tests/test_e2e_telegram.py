@@ -67,6 +67,7 @@ async def test_physician_goes_from_start_to_recommendation_by_buttons(fake: Fake
         assert "Which one do you practise under?" in first.plain_text
         assert [label for label, _ in first.buttons()][:2] == ["MD", "DO"]
         await play(fake, user, CA_ORTHO)
+        await fake.wait_until_idle()  # the last question's edit goes out beside the roadmap
         final = user.last
         assert "You want predictable volume and fixed fees" in final.plain_text
         assert "workers' compensation interests you" in final.plain_text

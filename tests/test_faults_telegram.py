@@ -26,6 +26,7 @@ async def _at_step_2(fake: FakeBotApi, user: FakeUser) -> None:
     after = _after(user)
     user.press("MD")
     await fake.wait_for_message(user.id, "Step 2 of 14", after=after)
+    await fake.wait_until_idle()  # the answered question's edit too
 
 
 async def test_flood_control_on_a_reply_is_waited_out_and_retried(fake: FakeBotApi, sqlite_url: str) -> None:
@@ -135,3 +136,22 @@ def test_the_place_of_an_error_is_named_by_the_nearest_package() -> None:
     assert _module_of("/srv/bot/app/db/repository.py") == "db.repository"
     assert _module_of("/tmp/wt/bot/handlers.py") == "bot.handlers"
     assert _module_of("/venv/site-packages/telegram/_bot.py") == "telegram._bot"
+
+
+async def test_a_message_that_cannot_be_edited_does_not_stop_the_flow(fake: FakeBotApi, sqlite_url: str) -> None:
+    user = fake.user(3105)
+    async with RunningBot(fake, sqlite_url):
+        await _at_step_2(fake, user)
+        fake.fail("400", chat_id=user.id, method="editMessageText")
+        after = _after(user)
+        user.press("Yes, active")  # marking the answered question fails; the next question comes all the same
+        await fake.wait_for_message(user.id, "Step 3 of 14", after=after)
+        await fake.wait_until_idle()
+        assert [c.status for c in fake.calls_to("editMessageText", user.id)][-1] == 400, fake.dump(user.id)
+        assert not any(m.plain_text.startswith("✓ Step 2") for m in user.messages), fake.dump(user.id)
+
+        fake.fail("400", chat_id=user.id, method="editMessageText")
+        after = _after(user)
+        user.press("None")  # a toggle: the redrawn question is all the reply shows, so it comes as a new message
+        redrawn = await fake.wait_for_message(user.id, "Step 3 of 14", after=after)
+        assert any(label.startswith("☑️") and "None" in label for label, _ in redrawn.buttons()), fake.dump(user.id)
