@@ -29,7 +29,7 @@ from db.models import User
 from flows.conditions import Answer
 from flows.definition import Question
 from flows.engine import FlowEngine, FlowError, FlowState, StaleAnswer, restore
-from flows.recommend import Recommendation, recommend
+from flows.recommend import Recommendation
 from flows.roadmap import Roadmap, build_roadmap
 
 T = TypeVar("T")
@@ -354,16 +354,16 @@ class Dialogue:
         if not after.complete:
             saved = await self._save(session, flow, after)
             return Reply(edit=answered, send=[self._question_screen(after, saved.turn)])
-        previous = await repo.latest_recommendation(session, user_id)
+        previous = await repo.latest_path(session, user_id)
         saved = await self._save(session, flow, after, status="completed")
-        rec = recommend(after.answers, self.defn)
+        rec = self.engine.recommend(after.answers)
         await repo.add_recommendation(session, saved.id, rec.path.value, rec.qme_score, rec.ime_score, rec.as_dict())
         screens = []
-        if previous is not None and previous.path != rec.path.value:
+        if previous is not None and previous != rec.path.value:
             screens.append(
                 _plain(
                     texts.CHANGED_PATH.format(
-                        before=esc(self.defn.rules.paths[previous.path].title),
+                        before=esc(self.defn.rules.paths[previous].title),
                         after=esc(self.defn.rules.paths[rec.path.value].title),
                     )
                 )

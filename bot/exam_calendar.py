@@ -6,6 +6,9 @@ tools and the CLI.
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import repository as repo
@@ -13,7 +16,7 @@ from db.models import ExamSitting
 from flows.sittings import Sitting
 
 
-def as_sitting(row: ExamSitting) -> Sitting:
+def as_sitting(row: ExamSitting | Row[Any]) -> Sitting:
     """The stored row as the pure planning value (db does not import flows, so the conversion lives here)."""
     return Sitting(
         first_day=row.first_day,
@@ -27,4 +30,4 @@ def as_sitting(row: ExamSitting) -> Sitting:
 
 async def stored_sittings(session: AsyncSession) -> list[Sitting]:
     """The calendar, earliest first, for the roadmap and the admin listings."""
-    return [as_sitting(row) for row in await repo.list_sittings(session)]
+    return [as_sitting(row) for row in await repo.sitting_rows(session)]

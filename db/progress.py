@@ -9,11 +9,12 @@ from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import run_core
 from db.models import OutboxMessage, ProgressNudge, ProgressStep, utcnow
 from db.outbox import PENDING, SKIPPED, as_utc
 
@@ -25,10 +26,13 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+_DONE_STEPS = select(ProgressStep.step_key, ProgressStep.done_on).where(ProgressStep.user_id == bindparam("user_id"))
+
+
 async def done_steps(session: AsyncSession, user_id: int) -> dict[str, date]:
-    """The steps the user ticked, with the day each was ticked."""
-    stmt = select(ProgressStep.step_key, ProgressStep.done_on).where(ProgressStep.user_id == user_id)
-    return {key: done_on for key, done_on in (await session.execute(stmt)).all()}
+    """The steps the user ticked, with the day each was ticked (every roadmap reads them)."""
+    rows = (await run_core(session, _DONE_STEPS, {"user_id": user_id})).all()
+    return {row.step_key: row.done_on for row in rows}
 
 
 async def set_step(session: AsyncSession, user_id: int, step_key: str, done: bool, on: date) -> bool:

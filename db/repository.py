@@ -12,8 +12,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Executable,
-    Result,
     Row,
     Select,
     Table,
@@ -28,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import run_core
 from db.models import (
     AdminAction,
     AnswerRow,
@@ -174,14 +173,8 @@ _CHANGE_ANSWER = (
 """The statements of a tap, built once: building and hashing a statement cost more than running it."""
 
 
-async def _run(session: AsyncSession, statement: Executable, params: Any = None) -> Result[Any]:
-    """Core statements on the session's connection, past the ORM's execution layer (a tap's hot path)."""
-    connection = await session.connection()
-    return await connection.execute(statement, params)
-
-
 async def active_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
-    return _one_flow((await _run(session, _ACTIVE, {"user_id": user_id})).all())
+    return _one_flow((await run_core(session, _ACTIVE, {"user_id": user_id})).all())
 
 
 async def lock_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
@@ -195,7 +188,7 @@ async def lock_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
     serialises writers: the user insert takes its write lock first, then the read needs no lock of its own.
     """
     if session.get_bind().dialect.name == "postgresql":
-        flow = _one_flow((await _run(session, _ACTIVE_LOCKED, {"user_id": user_id})).all())
+        flow = _one_flow((await run_core(session, _ACTIVE_LOCKED, {"user_id": user_id})).all())
         if flow is None:
             await lock_user(session, user_id)
         return flow
@@ -290,22 +283,24 @@ async def save_flow(
     changed = [key for key in stored if key in flow.answers and _listed(flow.answers[key]) != stored[key]]
     if len(added) == 1 and not gone and not changed and session.get_bind().dialect.name == "postgresql":
         params.update(new_key=added[0], new_value=stored[added[0]])
-        if not getattr(await _run(session, _SAVE_WITH_ANSWER, params), "rowcount", 0):
+        if not getattr(await run_core(session, _SAVE_WITH_ANSWER, params), "rowcount", 0):
             raise LookupError(f"flow session {flow.id} is gone")
         return StoredFlow(flow.id, status, current_key, editing, tuple(draft), flow.turn + 1, stored, update_id, now)
-    turn = (await _run(session, _SAVE, params)).scalar_one_or_none()
+    turn = (await run_core(session, _SAVE, params)).scalar_one_or_none()
     if turn is None:
         raise LookupError(f"flow session {flow.id} is gone")
     if gone:
-        await _run(session, delete(_answers).where(_answers.c.session_id == flow.id, _answers.c.question_key.in_(gone)))
+        await run_core(
+            session, delete(_answers).where(_answers.c.session_id == flow.id, _answers.c.question_key.in_(gone))
+        )
     for key in changed:
-        await _run(session, _CHANGE_ANSWER, {"flow_id": flow.id, "key": key, "to_value": stored[key], "now": now})
+        await run_core(session, _CHANGE_ANSWER, {"flow_id": flow.id, "key": key, "to_value": stored[key], "now": now})
     if added:
         new = [
             {"session_id": flow.id, "question_key": k, "value": stored[k], "created_at": now, "updated_at": now}
             for k in added
         ]
-        await _run(session, _ADD_ANSWERS, new)
+        await run_core(session, _ADD_ANSWERS, new)
     return StoredFlow(flow.id, status, current_key, editing, tuple(draft), turn, dict(stored), update_id, now)
 
 
@@ -313,14 +308,26 @@ def _listed(value: AnswerValue | tuple[str, ...]) -> AnswerValue:
     return list(value) if isinstance(value, list | tuple) else value
 
 
+_ADD_RECOMMENDATION = insert(RecommendationRow)
+_LATEST_PATH = (
+    select(RecommendationRow.path)
+    .join(FlowSession, RecommendationRow.session_id == FlowSession.id)
+    .where(FlowSession.user_id == bindparam("user_id"))
+    .order_by(RecommendationRow.id.desc())
+    .limit(1)
+)
+
+
 async def add_recommendation(
     session: AsyncSession, flow_id: int, path: str, qme_score: int, ime_score: int, details: dict[str, Any]
 ) -> None:
-    await session.execute(
-        insert(RecommendationRow).values(
-            session_id=flow_id, path=path, qme_score=qme_score, ime_score=ime_score, details=details
-        )
-    )
+    row = {"session_id": flow_id, "path": path, "qme_score": qme_score, "ime_score": ime_score, "details": details}
+    await run_core(session, _ADD_RECOMMENDATION, {**row, "created_at": utcnow()})
+
+
+async def latest_path(session: AsyncSession, user_id: int) -> str | None:
+    """The path of the user's latest recommendation, if any (to say when a new one differs)."""
+    return (await run_core(session, _LATEST_PATH, {"user_id": user_id})).scalar_one_or_none()
 
 
 async def latest_recommendation(session: AsyncSession, user_id: int) -> RecommendationRow | None:
@@ -369,10 +376,21 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
 SITTING_FIELDS = frozenset({"first_day", "last_day", "deadline", "note", "source"})
 
 
+_SITTINGS_ORDER = (ExamSitting.first_day, ExamSitting.last_day, ExamSitting.id)
+_SITTING_ROWS = select(
+    ExamSitting.id, ExamSitting.first_day, ExamSitting.last_day, ExamSitting.deadline, ExamSitting.note,
+    ExamSitting.source,
+).order_by(*_SITTINGS_ORDER)  # fmt: skip
+
+
 async def list_sittings(session: AsyncSession) -> list[ExamSitting]:
     """Every stored window, earliest first (the roadmap and the admin listings read them in this order)."""
-    stmt = select(ExamSitting).order_by(ExamSitting.first_day, ExamSitting.last_day, ExamSitting.id)
-    return list((await session.execute(stmt)).scalars())
+    return list((await session.execute(select(ExamSitting).order_by(*_SITTINGS_ORDER))).scalars())
+
+
+async def sitting_rows(session: AsyncSession) -> Sequence[Row[Any]]:
+    """`list_sittings` as plain rows (id, days, deadline, note, source): what every roadmap reads."""
+    return (await run_core(session, _SITTING_ROWS)).all()
 
 
 async def get_sitting(session: AsyncSession, sitting_id: int, *, for_update: bool = False) -> ExamSitting | None:

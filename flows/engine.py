@@ -15,9 +15,10 @@ from typing import Generic, TypeVar
 
 from flows.conditions import Answer, evaluate
 from flows.definition import FlowDefinition, Option, Question, load_definition
+from flows.recommend import Recommendation, recommend
 
 CACHE_SIZE = 4096
-"""Answer sets whose question statuses and pruned answers are kept (a few hundred bytes each)."""
+"""Answer sets whose question statuses, pruned answers and recommendation are kept (about a kilobyte each)."""
 
 
 AnswerSet = frozenset[tuple[str, Answer]] | None
@@ -111,6 +112,7 @@ class FlowEngine:
         self._order = {q.key: i for i, q in enumerate(self.defn.questions)}
         self._statuses: _Recent[Mapping[str, bool | None]] = _Recent()
         self._pruned: _Recent[Mapping[str, Answer]] = _Recent()
+        self._recommended: _Recent[Recommendation] = _Recent()
 
     # -- reading ---------------------------------------------------------------------------------------
     def statuses(self, answers: Mapping[str, Answer]) -> Mapping[str, bool | None]:
@@ -125,6 +127,15 @@ class FlowEngine:
         if cached is None:
             cached = MappingProxyType(self._evaluate_statuses(answers))
             self._statuses.put(key, cached)
+        return cached
+
+    def recommend(self, answers: Mapping[str, Answer]) -> Recommendation:
+        """`flows.recommend.recommend` for these answers, kept like the statuses: the same answers, the same path."""
+        key = _answer_set(answers)
+        cached = self._recommended.get(key)
+        if cached is None:
+            cached = recommend(answers, self.defn)
+            self._recommended.put(key, cached)
         return cached
 
     def _evaluate_statuses(self, answers: Mapping[str, Answer]) -> dict[str, bool | None]:

@@ -177,8 +177,8 @@ ANY_ANSWERS = st.dictionaries(
 @SETTINGS
 @given(st.lists(ANY_ANSWERS, min_size=1, max_size=6))
 def test_kept_statuses_and_pruned_answers_equal_a_fresh_evaluation(sets: list[dict[str, Answer]]) -> None:
-    """The engine keeps statuses and pruned answers per answer set: a kept result is the fresh one, and a caller
-    changing what it got back changes nothing kept."""
+    """The engine keeps statuses, pruned answers and recommendations per answer set: a kept result is the fresh
+    one, and a caller changing what it got back changes nothing kept."""
     engine = FlowEngine(ENGINE.defn)
     fresh = FlowEngine(ENGINE.defn)
     for answers in sets + sets:  # the second round comes from what was kept
@@ -187,3 +187,4 @@ def test_kept_statuses_and_pruned_answers_equal_a_fresh_evaluation(sets: list[di
         assert pruned == fresh._prune(answers)
         pruned["profession"] = "changed by the caller"
         assert engine.prune(answers) == fresh._prune(answers)
+        assert engine.recommend(answers) == recommend(answers, ENGINE.defn)

@@ -273,6 +273,7 @@ async def test_add_and_latest_recommendation(sessions: Sessions) -> None:
         rec = await repo.latest_recommendation(s, OTHER)
         assert rec is not None and rec.path == "hybrid"
         assert await repo.latest_recommendation(s, 31337) is None
+        assert [await repo.latest_path(s, u) for u in (USER, OTHER, 31337)] == ["ime", "hybrid", None]
     assert await _count(sessions, RecommendationRow) == 3
 
 
@@ -285,6 +286,7 @@ async def test_two_recommendations_on_one_session_latest_wins(sessions: Sessions
     async with sessions() as s:
         rec = await repo.latest_recommendation(s, USER)
         assert rec is not None and rec.path == "not_yet" and rec.details == {"why": "changed an answer"}
+        assert await repo.latest_path(s, USER) == "not_yet"
 
 
 # -- erasure ----------------------------------------------------------------------------------------------
