@@ -500,6 +500,7 @@ class Dialogue:
         sittings = await stored_sittings(session)
         done = await progress_store.done_steps(session, user_id) if user_id is not None else {}
         today = self.settings.current_date()
+        rec = rec or self.engine.recommend(state.answers)
         return build_roadmap(state.answers, today, sittings, defn=self.defn, recommendation=rec, done=done)
 
     async def _roadmap_screen(
