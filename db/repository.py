@@ -153,6 +153,7 @@ _SAVE = (
     .returning(_flows.c.turn)
 )
 _ADD_ANSWERS = insert(_answers)
+_ADD_USER_SQLITE = sqlite_insert(User).on_conflict_do_nothing()
 _SAVE_WITH_ANSWER = insert(_answers).from_select(
     ["session_id", "question_key", "value", "created_at", "updated_at"],
     select(
@@ -192,7 +193,8 @@ async def lock_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
         if flow is None:
             await lock_user(session, user_id)
         return flow
-    await lock_user(session, user_id)
+    now = utcnow()
+    await run_core(session, _ADD_USER_SQLITE, {"id": user_id, "created_at": now, "updated_at": now})
     return await active_flow(session, user_id)
 
 
