@@ -134,7 +134,8 @@ def _one_flow(rows: Sequence[Row[Any]]) -> StoredFlow | None:
 
 
 _ACTIVE = _with_answers(_flows.c.user_id == bindparam("user_id"), _flows.c.status == "active")
-_ACTIVE_LOCKED = _ACTIVE.with_for_update(of=_flows)
+_users = cast(Table, User.__table__)
+_LOCK_USER = select(_users.c.id).where(_users.c.id == bindparam("user_id")).with_for_update()
 _SAVE = (
     update(_flows)
     .where(_flows.c.id == bindparam("flow_id"))
@@ -179,23 +180,24 @@ async def active_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
 
 
 async def lock_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
-    """Lock the physician and read their active session with its answers; None when they have none.
+    """`lock_user`, then the physician's active session with its answers (None when they have none).
 
-    The hot path of every tap and typed answer. On PostgreSQL it is one statement that locks the session row
-    (`FOR UPDATE OF flow_sessions`), which serialises changes to the flow across processes as `lock_user` does:
-    everything else that changes the session (a new one, /cancel) updates that row under `lock_user` and so
-    waits for it, and a tap that waited finds a closed session gone and takes `lock_user` itself. Without an
-    active session the user row is locked (`lock_user`), so the caller holds the lock in both cases. SQLite
-    serialises writers: the user insert takes its write lock first, then the read needs no lock of its own.
+    The hot path of every tap and typed answer, in two prebuilt statements. On PostgreSQL the user row is locked
+    first (the same lock as `lock_user`'s, so every change to a physician's data applies one at a time across
+    processes, always in the same lock order) and the session is read by a second statement, whose snapshot is
+    taken after the lock was granted: a single statement that locked and read at once would, after waiting for
+    another process's transaction, return the session as it was before that transaction. Only a user seen for the
+    first time costs `lock_user`'s insert on top. SQLite serialises writers: the user insert takes its write lock
+    first, then the read needs no lock of its own.
     """
+    params = {"user_id": user_id}
     if session.get_bind().dialect.name == "postgresql":
-        flow = _one_flow((await run_core(session, _ACTIVE_LOCKED, {"user_id": user_id})).all())
-        if flow is None:
+        if (await run_core(session, _LOCK_USER, params)).first() is None:
             await lock_user(session, user_id)
-        return flow
-    now = utcnow()
-    await run_core(session, _ADD_USER_SQLITE, {"id": user_id, "created_at": now, "updated_at": now})
-    return await active_flow(session, user_id)
+    else:
+        now = utcnow()
+        await run_core(session, _ADD_USER_SQLITE, {"id": user_id, "created_at": now, "updated_at": now})
+    return _one_flow((await run_core(session, _ACTIVE, params)).all())
 
 
 async def latest_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -311,3 +312,26 @@ async def test_delete_user_removes_only_that_users_rows(sessions: Sessions) -> N
         assert kept is not None and kept.answers == {"profession": "do"}
     assert await _count(sessions, AnswerRow) == 1
     assert await _count(sessions, RecommendationRow) == 1
+
+
+async def test_a_tap_that_waited_for_the_physicians_lock_reads_the_session_as_the_other_left_it(
+    sessions: Sessions,
+) -> None:
+    """Two processes handling taps of one physician: the second waits for the first's lock, then must read the
+    session as the first committed it (not as it was when the second asked), or one answer is applied twice."""
+    await _start(sessions, USER)
+
+    async def second_tap() -> repo.StoredFlow | None:
+        async with sessions() as s, s.begin():
+            return await repo.lock_flow(s, USER)
+
+    async with sessions() as s, s.begin():
+        locked = await repo.lock_flow(s, USER)
+        assert locked is not None
+        waiting = asyncio.create_task(second_tap())
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "the second tap waits for the physician's lock"
+        await repo.save_flow(s, locked, current_key="ca_license", editing=False, draft=(), answers={"profession": "md"})
+    seen = await asyncio.wait_for(waiting, 10)
+    assert seen is not None
+    assert (seen.answers, seen.turn, seen.current_key) == ({"profession": "md"}, locked.turn + 1, "ca_license")
