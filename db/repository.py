@@ -221,14 +221,10 @@ async def start_flow(
     await close_active(session, user_id, replaced_status)
     turn = await _last_turn(session, user_id) + 1
     now = utcnow()
-    values: dict[str, Any] = {
-        "current_key": current_key,
-        "editing": False,
-        "draft": [],
-        "turn": turn,
-        "moved_by_update": update_id,
-    }
-    inserted = insert(_flows).values(user_id=user_id, status="active", created_at=now, updated_at=now, **values)
+    inserted = insert(_flows).values(
+        user_id=user_id, status="active", current_key=current_key, editing=False, draft=[], turn=turn,
+        moved_by_update=update_id, created_at=now, updated_at=now,
+    )  # fmt: skip
     flow_id = (await session.execute(inserted.returning(_flows.c.id))).scalar_one()
     return StoredFlow(flow_id, "active", current_key, False, (), turn, {}, update_id, now)
 
