@@ -47,6 +47,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
+from bot.bulk_send import send_html
 from bot.rate_limit import BULK, BULK_WAITED, retry_seconds
 from bot.settings import Settings
 from db import outbox
@@ -408,13 +409,7 @@ class OutboxSender:
         started = time.monotonic()
         BULK_WAITED.set(0.0)
         try:
-            message = await self.bot.send_message(
-                row.user_id,
-                delivery.text,
-                parse_mode=ParseMode.HTML,
-                reply_markup=delivery.markup,
-                rate_limit_args=BULK_ARGS,
-            )
+            message_id = await send_html(self.bot, row.user_id, delivery.text, delivery.markup, BULK_ARGS)
         except RetryAfter as exc:
             seconds = retry_seconds(exc)
             self.pause(seconds)
@@ -435,7 +430,7 @@ class OutboxSender:
             await self._transient(row, exc)
         else:
             self.sent += 1
-            await self._record(outbox.sent(row, message.message_id, self.clock()))
+            await self._record(outbox.sent(row, message_id, self.clock()))
         took = time.monotonic() - started - BULK_WAITED.get()
         self.cycle = took if not self.cycle else 0.9 * self.cycle + 0.1 * took
         return False
