@@ -36,8 +36,8 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from telegram.ext import ExtBot
 
 from bot.bulk_send import send_html
+from bot.outbox_writer import OutboxWriter
 from bot.rate_limit import BULK, BULK_WAITED, retry_seconds
 from bot.settings import Settings
 from db import outbox
@@ -121,77 +122,6 @@ class _Delivery:
     markup: InlineKeyboardMarkup | None
 
 
-Work = Callable[[AsyncSession], Awaitable[object]]
-
-
-@dataclass
-class _Write:
-    work: Work | None = None
-    resolutions: list[outbox.Resolution] = field(default_factory=list)
-    done: bool = False
-    error: BaseException | None = None
-
-
-class _Writer:
-    """One writer at a time in this process, with group commit.
-
-    A lane hands in its result and waits until it is committed; results that arrive while a commit runs go
-    together in the next one, their row updates in one executemany. Claims take the same turn. If a group fails,
-    each result is retried on its own, so one bad result cannot hold back (and later duplicate) the messages
-    recorded beside it.
-    """
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
-        self.lock = asyncio.Lock()
-        self.pending: list[_Write] = []
-
-    async def write(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> None:
-        op = _Write(work, list(resolutions))
-        self.pending.append(op)
-        async with self.lock:
-            if not op.done:
-                group, self.pending = self.pending, []
-                await self._commit(group)
-        if op.error is not None:
-            raise op.error
-
-    async def _commit(self, group: list[_Write]) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                await self._apply(session, group)
-        except Exception:
-            if len(group) == 1:
-                raise
-            for op in group:
-                try:
-                    async with self.sessions() as session, session.begin():
-                        await self._apply(session, [op])
-                except Exception as exc:
-                    op.error = exc
-        finally:
-            for op in group:
-                op.done = True
-
-    @staticmethod
-    async def _apply(session: AsyncSession, group: list[_Write]) -> None:
-        resolutions = [r for op in group for r in op.resolutions]
-        if resolutions:
-            held = await outbox.resolve_all(session, resolutions)
-            if held is not None and held < len(resolutions):
-                log.warning(
-                    "%d outbox rows were claimed again before their result was recorded", len(resolutions) - held
-                )
-        for op in group:
-            if op.work is not None:
-                await op.work(session)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.lock, self.sessions() as session, session.begin():
-            yield session
-
-
 class OutboxSender:
     """Drains the outbox through `bot` (an ExtBot with the `BotRateLimiter`), see the module docstring."""
 
@@ -220,7 +150,7 @@ class OutboxSender:
         self.max_lanes = max(1, settings.send_lanes if max_lanes is None else max_lanes)
         self.cycle = 0.0
         """Seconds per message on the wire and in the database (moving average), which sizes the lanes."""
-        self._writer = _Writer(sessions)
+        self._writer = OutboxWriter(sessions)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.poll_interval = poll_interval
@@ -257,7 +187,14 @@ class OutboxSender:
                 await self._idle(self.poll_interval)
 
     async def _pump(self) -> int:
-        """Deliver batch after batch while rows are due, claiming the next batch while the last one sends."""
+        """Deliver batch after batch while rows are due; the writer's connection is returned when they run out."""
+        try:
+            return await self._batches()
+        finally:
+            await self._writer.close()
+
+    async def _batches(self) -> int:
+        """Claim the next batch while the last one sends."""
         total = 0
         claimed = await self._claim()
         while claimed is not None and not self._stopped.is_set():
@@ -315,15 +252,18 @@ class OutboxSender:
     async def drain_once(self) -> int:
         """Claim one batch of due rows and resolve each of them; returns how many were claimed."""
         await self._start()
-        claimed = await self._claim()
-        if claimed is None:
-            return 0
-        rows, deliveries = claimed
-        if deliveries:
-            await self._deliver_all(deliveries)
-        await self._after(rows)
-        await self._finish()
-        return len(rows)
+        try:
+            claimed = await self._claim()
+            if claimed is None:
+                return 0
+            rows, deliveries = claimed
+            if deliveries:
+                await self._deliver_all(deliveries)
+            await self._after(rows)
+            await self._finish()
+            return len(rows)
+        finally:
+            await self._writer.close()
 
     async def _claim(self) -> tuple[list[OutboxMessage], list[_Delivery]] | None:
         """The next batch, with what must not go out skipped; None while paused or stopping."""

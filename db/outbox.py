@@ -19,7 +19,8 @@ from typing import Any, cast
 from sqlalchemy import Table, Update, and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from db.models import Broadcast, OutboxMessage, Subscription, User, utcnow
 
@@ -33,6 +34,10 @@ Buttons = list[list[dict[str, str]]]
 def as_utc(value: datetime) -> datetime:
     """An aware UTC datetime, from an aware one or from the naive UTC values SQLite returns."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _dialect(executor: AsyncSession | AsyncConnection) -> Dialect:
+    return executor.dialect if isinstance(executor, AsyncConnection) else executor.get_bind().dialect
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -275,13 +280,8 @@ def back(row: OutboxMessage, at: datetime) -> Resolution:
     return Resolution(row.id, row.attempts, values, uncount=True)
 
 
-async def resolve_all(session: AsyncSession, resolutions: Sequence[Resolution]) -> int | None:
-    """Apply outcomes, one executemany per shape of outcome; returns how many rows the claims still held (None
-    where the driver cannot count the rows an executemany changed: asyncpg).
-
-    A sender records the results of several messages at once (group commit): one statement for all of them costs
-    about what one costs alone, where a statement per row was a quarter of a millisecond of CPU each on SQLite.
-    """
+def resolution_statements(resolutions: Sequence[Resolution]) -> list[tuple[Update, list[dict[str, Any]]]]:
+    """The UPDATE for each shape of outcome among `resolutions`, with the parameters of each of its rows."""
     now = utcnow()
     shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
     for r in resolutions:
@@ -289,11 +289,21 @@ async def resolve_all(session: AsyncSession, resolutions: Sequence[Resolution]) 
         columns = tuple(sorted(values))
         bound = {f"v_{name}": values[name] for name in columns} | {"w_id": r.row_id, "w_attempts": r.attempts}
         shapes.setdefault((columns, r.uncount), []).append(bound)
+    return [(_resolve_statement(columns, uncount), many) for (columns, uncount), many in shapes.items()]
+
+
+async def resolve_all(executor: AsyncSession | AsyncConnection, resolutions: Sequence[Resolution]) -> int | None:
+    """Apply outcomes, one executemany per shape of outcome; returns how many rows the claims still held (None
+    where the driver cannot count the rows an executemany changed: asyncpg).
+
+    A sender records the results of several messages at once (group commit): one statement for all of them costs
+    about what one costs alone, where a statement per row was a quarter of a millisecond of CPU each on SQLite.
+    The executor is a session or, for the sender's plain outcomes, a connection (Core, no ORM session to pay for).
+    """
     held: int | None = 0
-    for (columns, uncount), many in shapes.items():
-        stmt = _resolve_statement(columns, uncount)
-        result = await session.execute(stmt, many[0] if len(many) == 1 else many)
-        counted = len(many) == 1 or session.get_bind().dialect.supports_sane_multi_rowcount
+    for stmt, many in resolution_statements(resolutions):
+        result = await executor.execute(stmt, many[0] if len(many) == 1 else many)
+        counted = len(many) == 1 or _dialect(executor).supports_sane_multi_rowcount
         held = held + max(0, int(getattr(result, "rowcount", 0) or 0)) if held is not None and counted else None
     return held
 

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import outbox
 from db import repository as repo
 from db.models import Broadcast, OutboxMessage, Subscription
+from db.outbox_commit import commit_outcomes
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2027, 3, 1, 17, 0, tzinfo=UTC)
@@ -124,6 +125,40 @@ async def test_resolving_rows(sessions: Sessions) -> None:
     async with sessions() as s:
         sent = (await s.execute(select(OutboxMessage).where(OutboxMessage.user_id == 40))).scalar_one()
         assert sent.message_id == 7 and outbox.as_utc(sent.sent_at or T0) == T0 and sent.lease_until is None
+
+
+async def test_outcomes_committed_on_a_held_connection_are_those_a_session_commits(
+    engine: AsyncEngine, sessions: Sessions
+) -> None:
+    """The sender's commits (db/outbox_commit.py: the SQLite driver itself, or Core) write what resolve_all writes
+    in a session, datetimes included, and keep the claim's fence."""
+    await _users(sessions, 1, *range(60, 70))
+    await _broadcast(sessions, list(range(60, 70)))
+    rows = {r.user_id: r for r in await _claim(sessions, T0)}
+    later = T0 + timedelta(seconds=30)
+
+    def outcomes(first: int) -> list[outbox.Resolution]:
+        return [
+            outbox.sent(rows[first], 7, at=T0),
+            outbox.failed(rows[first + 1], "Forbidden: bot was blocked by the user"),
+            outbox.skipped(rows[first + 2], "unsubscribed"),
+            outbox.retry(rows[first + 3], later, "Timed out"),
+            outbox.back(rows[first + 4], later),
+        ]
+
+    async with sessions() as s, s.begin():  # None: asyncpg cannot count the rows an executemany changed
+        assert await outbox.resolve_all(s, outcomes(60)) in (5, None)
+    async with engine.connect() as conn:
+        assert await commit_outcomes(conn, outcomes(65)) in (5, None)
+        assert await commit_outcomes(conn, [outbox.sent(rows[66], 9, at=T0)]) == 0  # resolved once only
+    columns = ("status", "message_id", "error", "attempts", "not_before", "lease_until", "sent_at")
+    async with sessions() as s:
+        stored = {r.user_id: r for r in (await s.execute(select(OutboxMessage))).scalars()}
+    for user_id in range(60, 65):
+        by_session = [getattr(stored[user_id], c) for c in columns]
+        assert [getattr(stored[user_id + 5], c) for c in columns] == by_session, user_id
+    assert outbox.as_utc(stored[65].sent_at or later) == T0 and outbox.as_utc(stored[68].not_before) == later
+    assert stored[69].attempts == 0 and stored[69].status == "pending"  # the 429's attempt given back
 
 
 async def test_release_in_flight_returns_rows_at_once(sessions: Sessions) -> None:
