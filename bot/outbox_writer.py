@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -34,9 +34,9 @@ Work = Callable[[AsyncSession], Awaitable[object]]
 
 @dataclass
 class _Write:
-    work: Work | None = None
-    resolutions: list[outbox.Resolution] = field(default_factory=list)
-    done: bool = False
+    work: Work | None
+    resolutions: list[outbox.Resolution]
+    committed: asyncio.Future[None]
     error: BaseException | None = None
 
 
@@ -50,17 +50,36 @@ class OutboxWriter:
         self.lock = asyncio.Lock()
         self.pending: list[_Write] = []
         self._conn: AsyncConnection | None = None
+        self._committer: asyncio.Task[None] | None = None
+
+    def submit(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> asyncio.Future[None]:
+        """Queue `work` (run in a session) and `resolutions` for the next commit; the future is done once they are
+        committed, or fails with the reason they could not be."""
+        op = _Write(work, list(resolutions), asyncio.get_running_loop().create_future())
+        self.pending.append(op)
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_pending(), name="outbox-writer")
+        return op.committed
 
     async def write(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> None:
-        """Commit `work` (in a session) and `resolutions`, together with whatever else is waiting."""
-        op = _Write(work, list(resolutions))
-        self.pending.append(op)
-        async with self.lock:
-            if not op.done:
+        """Commit `work` and `resolutions`, together with whatever else is waiting."""
+        await self.submit(work, resolutions)
+
+    async def _commit_pending(self) -> None:
+        """Commit group after group while outcomes wait; each waiter is woken by its own future, not by the lock."""
+        try:
+            while self.pending:
+                async with self.lock:  # taken anew for each group: a claim waiting for its turn gets it
+                    group, self.pending = self.pending, []
+                    try:
+                        await self._commit(group)
+                    except Exception:  # each waiter has its error; the writer carries on
+                        log.exception("outbox writer: a group of outcomes failed")
+        finally:
+            self._committer = None
+            if self.pending:  # cancelled before their turn (the process is stopping)
                 group, self.pending = self.pending, []
-                await self._commit(group)
-        if op.error is not None:
-            raise op.error
+                _settle(group, asyncio.CancelledError())
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -80,9 +99,10 @@ class OutboxWriter:
             worked = [op for op in group if op.work is not None]
             if worked:
                 await self._each_on_failure(worked, self._in_session)
-        finally:
-            for op in group:
-                op.done = True
+        except BaseException as exc:
+            _settle(group, exc)
+            raise
+        _settle(group)
 
     async def _each_on_failure(self, ops: list[_Write], commit: Callable[[list[_Write]], Awaitable[None]]) -> None:
         try:
@@ -127,6 +147,20 @@ class OutboxWriter:
 async def _resolve(session: AsyncSession, resolutions: Sequence[outbox.Resolution]) -> None:
     if resolutions:
         _check_held(await outbox.resolve_all(session, resolutions), len(resolutions))
+
+
+def _settle(group: list[_Write], failure: BaseException | None = None) -> None:
+    """Wake each waiter with its outcome's fate: committed, its own error, or what stopped the whole group."""
+    for op in group:
+        if op.committed.done():
+            continue
+        error = op.error or failure
+        if isinstance(error, asyncio.CancelledError):
+            op.committed.cancel()
+        elif error is not None:
+            op.committed.set_exception(error)
+        else:
+            op.committed.set_result(None)
 
 
 def _check_held(held: int | None, resolved: int) -> None:

@@ -16,7 +16,9 @@ chat, and a 429 during a broadcast stalls it for the time Telegram asks. So mess
   each process's memory (a chat's updates and its queued messages rarely meet in two processes at once).
 * Priority: a request without `rate_limit_args` is a reply and takes the next slot at once; bulk requests
   (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms, or one slot
-  when slots are longer) ahead, so a reply waits at most that long, in this process or any other.
+  when slots are longer) ahead, so a reply waits at most that long, in this process or any other. A bulk request
+  may carry `"ready"`, an awaitable it waits for once its slot is reserved and before it goes out: the sender's
+  lane passes the commit of its previous message's outcome, so the two waits overlap (bot/send_lanes.py).
 * On `RetryAfter` every process's bulk sending pauses for the time asked (`paused_until`); the bulk request's
   error goes back to its caller (the sender reschedules the row), while a reply is retried after the pause, as
   PTB's own limiter does, a bounded number of times.
@@ -304,6 +306,12 @@ class ChatWindows:
             return 0.0
         return times[-self.per_window] + self.window - now
 
+    def forget(self, chat: int | str, at: float) -> None:
+        """Take back a message recorded for `at` that did not go out then."""
+        times = self._sent.get(chat)
+        if times and at in times:
+            times.remove(at)
+
     def record(self, chat: int | str, at: float) -> None:
         times = self._sent.setdefault(chat, deque())
         times.append(at)
@@ -347,15 +355,16 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
     async def shutdown(self) -> None:
         await self.schedule.close()
 
-    async def _bulk_slot(self, chat: int | str | None) -> None:
-        """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it."""
+    async def _bulk_slot(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
+        """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it and
+        for `ready`."""
         started = time.monotonic()
         try:
-            await self._bulk_wait(chat)
+            await self._bulk_wait(chat, ready)
         finally:
             BULK_WAITED.set(time.monotonic() - started)
 
-    async def _bulk_wait(self, chat: int | str | None) -> None:
+    async def _bulk_wait(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
         while True:
             if chat is not None and (wait := self.chats.wait(chat, time.monotonic())) > 0:
                 await asyncio.sleep(wait)
@@ -368,10 +377,17 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                     if delay is not None:
                         break
                     await asyncio.sleep(min(wait, 1.0))
+                now = time.monotonic()
+                at = now + max(delay, 0.0)
                 if chat is not None:
-                    self.chats.record(chat, time.monotonic() + max(delay, 0.0))
-            await self._until(time.monotonic() + delay)
-            return
+                    self.chats.record(chat, at)
+            if await self._until(now + delay, ready):
+                return
+            # the slot went by while `ready` was awaited: give it up (one slot, where pushing the schedule on would
+            # cost every slot already reserved) and take the next free one
+            if chat is not None:
+                self.chats.forget(chat, at)
+            ready = None
 
     async def _reply_slot(self, chat: int | str | None) -> None:
         delay, _ = await self.schedule.reserve(bulk=False)
@@ -380,13 +396,20 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
             self.chats.record(chat, time.monotonic() + max(delay, 0.0))
         await self._until(time.monotonic() + delay)
 
-    async def _until(self, slot: float) -> None:
-        """Wait for the slot. A busy event loop can wake us late, which would squeeze this message and the ones
+    async def _until(self, slot: float, ready: asyncio.Future[Any] | None = None) -> bool:
+        """Wait for the slot, then for `ready`; False when the slot went by while `ready` was awaited (the request
+        must take another slot). A busy event loop can wake us late, which would squeeze this message and the ones
         reserved after it into less than their second: then the schedule restarts a full interval from now."""
         if slot - time.monotonic() > EARLY:
             await asyncio.sleep(slot - time.monotonic())
         if time.monotonic() - slot > LATE:
             await self.schedule.late()
+        elif ready is not None and not ready.done():
+            await ready
+            return time.monotonic() - slot <= LATE
+        if ready is not None:
+            await ready
+        return True
 
     async def _throttled(self, exc: RetryAfter) -> float:
         seconds = retry_seconds(exc)
@@ -408,7 +431,7 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         chat = _chat_key(data.get("chat_id"))
         if isinstance(rate_limit_args, dict) and rate_limit_args.get("priority") == BULK:
             if counted:
-                await self._bulk_slot(chat)
+                await self._bulk_slot(chat, rate_limit_args.get("ready"))
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
