@@ -161,6 +161,8 @@ class OutboxSender:
         self._texts: dict[int, str] = {}
         self._started = False
         self._claimed = 0
+        self._progress_looked: dict[int, float] = {}
+        """When this process last asked the database whether a broadcast's progress edit is due (time.monotonic())."""
         self.sent = 0
         self.failed = 0
 
@@ -276,14 +278,15 @@ class OutboxSender:
         await self._wait_pause()
         if self._stopped.is_set():
             return None
-        async with self._writer.transaction() as session:
+        async with self._writer.transaction() as session:  # the one write: the lanes' commits wait for it
             rows = await outbox.claim_due(session, self.clock(), self.batch_size, self.lease)
-            if not rows:
-                return rows, []
+        if not rows:
+            return rows, []
+        async with self.sessions() as session:  # reads, beside the writer (SQLite's WAL lets them)
             deliveries, skips = await self._prepare(session, rows)
-            if skips:
-                await outbox.resolve_all(session, skips)
-            return rows, deliveries
+        if skips:
+            await self._writer.write(resolutions=skips)
+        return rows, deliveries
 
     async def _refill(self) -> list[_Delivery] | None:
         """The next batch's deliveries ([] when all of it was skipped), None when nothing is due; shows progress."""
@@ -309,7 +312,9 @@ class OutboxSender:
     async def _prepare(
         self, session: AsyncSession, rows: list[OutboxMessage]
     ) -> tuple[list[_Delivery], list[outbox.Resolution]]:
-        """Skip what must not go out any more (in the claim's transaction) and pair the rest with their text."""
+        """Pair claimed rows with their text, and skip what must not go out any more (cancelled, unsubscribed).
+
+        Read after the claim committed, so anything committed before the claim is seen."""
         broadcast_ids = {r.broadcast_id for r in rows if r.broadcast_id is not None}
         broadcasts: dict[int, Broadcast] = {}
         for broadcast_id in broadcast_ids:
@@ -405,6 +410,10 @@ class OutboxSender:
     # -- the admin's view ---------------------------------------------------------------------------------
 
     async def _progress(self, broadcast_id: int) -> None:
+        now = time.monotonic()
+        if now - self._progress_looked.get(broadcast_id, -math.inf) < self.progress_every:
+            return  # no edit is due yet from this process; the database keeps the rule over all processes
+        self._progress_looked[broadcast_id] = now
         async with self._writer.transaction() as session:
             if not await outbox.claim_progress_edit(session, broadcast_id, self.clock(), self.progress_every):
                 return
