@@ -5,13 +5,13 @@ sends again, so a crash repeats at most one message per lane. Outcomes that arri
 together in the next one, their row updates in one executemany. Claims take the same turn, so SQLite never makes
 one of the sender's writers wait on another.
 
-Plain outcomes (row updates) are committed on one connection the writer holds while the sender drains
-(db/outbox_commit.py): at 1,000 messages a second a pooled ORM session per commit (check-out, a reset on check-in,
-the ORM's bulk-update path, SQLAlchemy's aiosqlite adapter) cost about as much CPU as the rest of a message. If
-that commit fails, the connection is dropped and each outcome is tried again on its own in a fresh pooled session
-(pre-pinged on PostgreSQL), so a connection the database closed meanwhile costs no record, and one bad outcome
-cannot hold back (and later duplicate) the messages recorded beside it. Outcomes with more to do than update
-their row (`work`) use a pooled session.
+Plain outcomes (row updates) go to a committer held while the sender drains (db/outbox_commit.py): at 1,000
+messages a second a pooled ORM session per commit (check-out, a reset on check-in, the ORM's bulk-update path,
+SQLAlchemy's aiosqlite adapter) cost about as much CPU as the rest of a message, and delayed each lane's next
+message. If a group fails, each outcome is tried again on its own in a fresh pooled session (pre-pinged on
+PostgreSQL), so a connection the database closed meanwhile costs no record, and one bad outcome cannot hold back
+(and later duplicate) the messages recorded beside it. Outcomes with more to do than update their row (`work`)
+use a pooled session.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import outbox
-from db.outbox_commit import commit_outcomes
+from db.outbox_commit import OutcomeCommitter, committer_for
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,16 @@ class OutboxWriter:
         self.engine = bind if isinstance(bind, AsyncEngine) else None
         self.lock = asyncio.Lock()
         self.pending: list[_Write] = []
-        self._conn: AsyncConnection | None = None
-        self._committer: asyncio.Task[None] | None = None
+        self._committer: OutcomeCommitter | None = None
+        self._committing: asyncio.Task[None] | None = None
 
     def submit(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> asyncio.Future[None]:
         """Queue `work` (run in a session) and `resolutions` for the next commit; the future is done once they are
         committed, or fails with the reason they could not be."""
         op = _Write(work, list(resolutions), asyncio.get_running_loop().create_future())
         self.pending.append(op)
-        if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_pending(), name="outbox-writer")
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit_pending(), name="outbox-writer")
         return op.committed
 
     async def write(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> None:
@@ -76,7 +77,7 @@ class OutboxWriter:
                     except Exception:  # each waiter has its error; the writer carries on
                         log.exception("outbox writer: a group of outcomes failed")
         finally:
-            self._committer = None
+            self._committing = None
             if self.pending:  # cancelled before their turn (the process is stopping)
                 group, self.pending = self.pending, []
                 _settle(group, asyncio.CancelledError())
@@ -87,9 +88,24 @@ class OutboxWriter:
         async with self.lock, self.sessions() as session, session.begin():
             yield session
 
+    async def claim(self, now: datetime, limit: int, lease: float) -> list[outbox.Claimed]:
+        """`db.outbox.claim_due` in the writer's turn, through its committer (a claim is a write)."""
+        async with self.lock:
+            if self.engine is None:
+                async with self.sessions() as session, session.begin():
+                    return await outbox.claim_due(session, now, limit, lease)
+            return await self._committer_for_engine(self.engine).claim(now, limit, lease)
+
+    def _committer_for_engine(self, engine: AsyncEngine) -> OutcomeCommitter:
+        if self._committer is None:
+            self._committer = committer_for(engine)
+        return self._committer
+
     async def close(self) -> None:
         async with self.lock:
-            await self._drop(invalidate=False)
+            committer, self._committer = self._committer, None
+            if committer is not None:
+                await committer.close()
 
     async def _commit(self, group: list[_Write]) -> None:
         try:
@@ -118,14 +134,8 @@ class OutboxWriter:
         if self.engine is None:
             await self._in_session(ops)
             return
-        if self._conn is None:
-            self._conn = await self.engine.connect()
         resolutions = [r for op in ops for r in op.resolutions]
-        try:
-            _check_held(await commit_outcomes(self._conn, resolutions), len(resolutions))
-        except BaseException:
-            await self._drop(invalidate=True)
-            raise
+        _check_held(await self._committer_for_engine(self.engine).commit(resolutions), len(resolutions))
 
     async def _in_session(self, ops: list[_Write]) -> None:
         async with self.sessions() as session, session.begin():
@@ -133,15 +143,6 @@ class OutboxWriter:
             for op in ops:
                 if op.work is not None:
                     await op.work(session)
-
-    async def _drop(self, *, invalidate: bool) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            if invalidate:
-                await conn.invalidate()
-            await conn.close()
 
 
 async def _resolve(session: AsyncSession, resolutions: Sequence[outbox.Resolution]) -> None:

@@ -53,7 +53,7 @@ from bot.send_lanes import Feed, Lanes
 from bot.settings import Settings
 from db import outbox
 from db import progress as progress_store
-from db.models import Broadcast, OutboxMessage
+from db.models import Broadcast
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _reason(error: str) -> str:
 
 @dataclass
 class _Delivery:
-    row: OutboxMessage
+    row: outbox.Claimed
     text: str
     markup: InlineKeyboardMarkup | None
 
@@ -273,13 +273,12 @@ class OutboxSender:
         finally:
             await self._writer.close()
 
-    async def _claim(self) -> tuple[list[OutboxMessage], list[_Delivery]] | None:
+    async def _claim(self) -> tuple[list[outbox.Claimed], list[_Delivery]] | None:
         """The next batch, with what must not go out skipped; None while paused or stopping."""
         await self._wait_pause()
         if self._stopped.is_set():
             return None
-        async with self._writer.transaction() as session:  # the one write: the lanes' commits wait for it
-            rows = await outbox.claim_due(session, self.clock(), self.batch_size, self.lease)
+        rows = await self._writer.claim(self.clock(), self.batch_size, self.lease)  # the lanes' commits wait for it
         if not rows:
             return rows, []
         async with self.sessions() as session:  # reads, beside the writer (SQLite's WAL lets them)
@@ -298,11 +297,11 @@ class OutboxSender:
         await self._after(rows)
         return deliveries
 
-    async def _after(self, rows: list[OutboxMessage]) -> None:
+    async def _after(self, rows: list[outbox.Claimed]) -> None:
         for broadcast_id in sorted({r.broadcast_id for r in rows if r.broadcast_id is not None}):
             await self._progress(broadcast_id)
 
-    async def _put_back(self, rows: list[OutboxMessage]) -> None:
+    async def _put_back(self, rows: list[outbox.Claimed]) -> None:
         """Unsent claimed rows back to pending, after any pause, so that nobody waits for their lease."""
         if not rows:
             return
@@ -310,7 +309,7 @@ class OutboxSender:
         await self._writer.write(resolutions=[outbox.back(row, resume) for row in rows])
 
     async def _prepare(
-        self, session: AsyncSession, rows: list[OutboxMessage]
+        self, session: AsyncSession, rows: list[outbox.Claimed]
     ) -> tuple[list[_Delivery], list[outbox.Resolution]]:
         """Pair claimed rows with their text, and skip what must not go out any more (cancelled, unsubscribed).
 
@@ -387,7 +386,7 @@ class OutboxSender:
     def _record(self, resolution: outbox.Resolution) -> asyncio.Future[None]:
         return self._writer.submit(resolutions=[resolution])
 
-    def _gone(self, row: OutboxMessage, exc: TelegramError) -> asyncio.Future[None]:
+    def _gone(self, row: outbox.Claimed, exc: TelegramError) -> asyncio.Future[None]:
         """Blocked, or the chat is gone: failed for good and unsubscribed, so nothing is queued for it again."""
         self.failed += 1
 
@@ -398,7 +397,7 @@ class OutboxSender:
 
         return self._writer.submit(work)
 
-    def _transient(self, row: OutboxMessage, exc: TelegramError) -> asyncio.Future[None]:
+    def _transient(self, row: outbox.Claimed, exc: TelegramError) -> asyncio.Future[None]:
         reason = _describe(exc)
         if row.attempts >= self.max_attempts:
             self.failed += 1
