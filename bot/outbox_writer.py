@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import outbox
-from db.outbox_commit import OutcomeCommitter, committer_for
+from db.outbox_commit import OutcomeCommitter, SqliteFileCommitter, committer_for
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,30 @@ class OutboxWriter:
         """Queue `work` (run in a session) and `resolutions` for the next commit; the future is done once they are
         committed, or fails with the reason they could not be."""
         op = _Write(work, list(resolutions), asyncio.get_running_loop().create_future())
+        if work is None and not self.pending and not self.lock.locked() and self._commit_now(op):
+            return op.committed
         self.pending.append(op)
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_pending(), name="outbox-writer")
         return op.committed
+
+    def _commit_now(self, op: _Write) -> bool:
+        """Commit a plain outcome at once where the committer can without waiting (SQLite: on the event loop's
+        thread), sparing the turn of the loop a queued commit takes; whether it was committed."""
+        if self.engine is None:
+            return False
+        committer = self._committer_for_engine(self.engine)
+        if not isinstance(committer, SqliteFileCommitter):
+            return False
+        try:
+            held = committer.commit_now(op.resolutions)
+        except Exception:  # the queued commit tries again, then each outcome on its own
+            return False
+        if held is None:
+            return False
+        _check_held(held, len(op.resolutions))
+        op.committed.set_result(None)
+        return True
 
     async def write(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> None:
         """Commit `work` and `resolutions`, together with whatever else is waiting."""

@@ -115,12 +115,9 @@ class SqliteFileCommitter:
         """Used in `_thread` only."""
         self._processors: tuple[Process | None, ...] | None = None
 
-    async def commit(self, resolutions: Sequence[outbox.Resolution]) -> int:
-        statements = [
-            (statement.sql, [statement.row(params) for params in many])
-            for stmt, many in outbox.resolution_statements(resolutions)
-            for statement in (_for_driver(stmt, self.dialect),)
-        ]
+    def commit_now(self, resolutions: Sequence[outbox.Resolution]) -> int | None:
+        """Commit right here on the event loop's thread; None when another connection is writing (nothing done)."""
+        statements = self._statements(resolutions)
         if self._here is None:
             self._here = _connect(self.path, 0.0)
             # its commits never start a checkpoint (copying the log into the database, with an fsync, would stall the
@@ -133,8 +130,21 @@ class SqliteFileCommitter:
                 _close(self._here)
                 self._here = None
                 raise
+        return None
+
+    async def commit(self, resolutions: Sequence[outbox.Resolution]) -> int:
+        held = self.commit_now(resolutions)
+        if held is not None:
+            return held
         # another connection is writing: wait for it in the thread
-        return await self._in_thread(self._apply_there, statements)
+        return await self._in_thread(self._apply_there, self._statements(resolutions))
+
+    def _statements(self, resolutions: Sequence[outbox.Resolution]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        return [
+            (statement.sql, [statement.row(params) for params in many])
+            for stmt, many in outbox.resolution_statements(resolutions)
+            for statement in (_for_driver(stmt, self.dialect),)
+        ]
 
     async def claim(self, now: datetime, limit: int, lease: float) -> list[outbox.Claimed]:
         """In the committer's thread: a claim writes hundreds of rows (milliseconds of SQLite's time, not to be spent
