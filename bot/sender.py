@@ -348,7 +348,7 @@ class OutboxSender:
         Returns whether Telegram asked to slow down (the lanes stop) and the future of the outcome's commit.
         """
         row = delivery.row
-        if row.lease_until is not None and outbox.as_utc(row.lease_until) - self.clock() < LEASE_SAFETY:
+        if row.lease_until - self.clock() < LEASE_SAFETY:
             return False, None  # too late in its lease: leave it to whoever claims it next
         started = time.monotonic()
         BULK_WAITED.set(0.0)
@@ -376,7 +376,10 @@ class OutboxSender:
             self.sent += 1
             committed = self._record(outbox.sent(row, message_id, self.clock()))
         on_wire = started + BULK_WAITED.get()
-        committed.add_done_callback(lambda _: self._measure(time.monotonic() - on_wire))
+        if committed.done():  # committed at once (SQLite): no callback to schedule
+            self._measure(time.monotonic() - on_wire)
+        else:
+            committed.add_done_callback(lambda _: self._measure(time.monotonic() - on_wire))
         return False, committed
 
     def _measure(self, took: float) -> None:
