@@ -1,6 +1,7 @@
 """Benchmark a broadcast through the real sender, limiter and Bot stack against the fake Bot API (not a timed test).
 
     python -m bench.broadcast [--recipients 10000] [--rates 30,1000] [--database-url URL] [--max-lanes N]
+                              [--profile PREFIX]
 
 For each rate the fake server runs in a child process (so its work and memory are not the bot's) and enforces
 Telegram's limits itself at exactly that rate: it answers 429 to the request that would make more than RATE
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.child import ChildFake
+from bench.common import profiled
 from bot.app import build_application
 from bot.sender import OutboxSender
 from bot.settings import Settings
@@ -49,6 +52,7 @@ async def serve_fake(rate: int) -> None:
     async with FakeBotApi() as fake:
         fake.set_rate_limit(per_second=rate, per_chat_per_second=1)
         print(json.dumps({"base_url": fake.base_url, "token": fake.token}), flush=True)
+        started = time.process_time()  # its own start-up (imports, server) is not the broadcast's
         loop = asyncio.get_running_loop()
         while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "report":
             sends = [c for c in fake.calls if c.method.lower() == "sendmessage" and c.status == 200]
@@ -60,6 +64,7 @@ async def serve_fake(rate: int) -> None:
                 "violations": fake.rate_limit_violations,
                 "chats": len(per_chat),
                 "twice": sum(1 for n in per_chat.values() if n > 1),
+                "cpu": time.process_time() - started,
             }
             print(json.dumps(report), flush=True)
 
@@ -100,7 +105,17 @@ async def populate(url: str, recipients: int) -> int:
     return broadcast_id
 
 
-async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int) -> None:
+async def wait_finished(sessions: async_sessionmaker[AsyncSession], broadcast_id: int) -> dict[str, int]:
+    """Poll until the sender has finished the broadcast; its outbox counts."""
+    while True:
+        await asyncio.sleep(0.5)
+        async with sessions() as session:
+            b = await outbox.get_broadcast(session, broadcast_id)
+            if b is not None and b.finished_at is not None:
+                return await outbox.broadcast_counts(session, broadcast_id)
+
+
+async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int, profile: str | None) -> None:
     broadcast_id = await populate(url, recipients)
     async with FakeProcess(rate) as fake:
         settings = Settings(
@@ -120,13 +135,8 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int) -> No
         cpu_started = time.process_time()
         task = asyncio.create_task(sender.run_forever())
         try:
-            while True:
-                await asyncio.sleep(0.5)
-                async with sessions() as session:
-                    b = await outbox.get_broadcast(session, broadcast_id)
-                    if b is not None and b.finished_at is not None:
-                        counts = await outbox.broadcast_counts(session, broadcast_id)
-                        break
+            async with profiled(profile, f"broadcast-{rate}"):
+                counts = await wait_finished(sessions, broadcast_id)
         finally:
             sender.stop()
             await task
@@ -142,16 +152,16 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int) -> No
         f"limit {rate:>5}/s: {report['sent']:>6} sent in {wall:6.1f} s, achieved {achieved:8.1f}/s = "
         f"{achieved / rate:6.1%} of the limit, 429s {report['violations']}, "
         f"exactly once {'yes' if exact else 'NO'} (outbox: {counts}), peak RSS {peak_mb:.0f} MB, "
-        f"bot CPU {cpu_ms:.2f} ms a message",
+        f"bot CPU {cpu_ms:.2f} ms a message (the fake's {report['cpu'] * 1000 / max(1, recipients):.2f})",
         flush=True,
     )
 
 
-async def run(recipients: int, rates: list[int], url: str | None, max_lanes: int) -> None:
+async def run(recipients: int, rates: list[int], url: str | None, max_lanes: int, profile: str | None) -> None:
     for rate in rates:
         with tempfile.TemporaryDirectory() as tmp:
             db_url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-            await bench_rate(rate, recipients, db_url, max_lanes)
+            await bench_rate(rate, recipients, db_url, max_lanes, profile)
 
 
 def main() -> None:
@@ -160,13 +170,14 @@ def main() -> None:
     parser.add_argument("--rates", default="30,1000", help="comma-separated limits in messages per second")
     parser.add_argument("--database-url", help="an empty database (default: a temporary SQLite file)")
     parser.add_argument("--max-lanes", type=int, default=4, help="the most messages the sender keeps on the wire")
+    parser.add_argument("--profile", metavar="PREFIX", help="write a pyinstrument profile of the bot to PREFIX-*.txt")
     parser.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fake:
         asyncio.run(serve_fake(args.serve_fake))
         return
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    asyncio.run(run(args.recipients, rates, args.database_url, args.max_lanes))
+    asyncio.run(run(args.recipients, rates, args.database_url, args.max_lanes, args.profile))
 
 
 if __name__ == "__main__":

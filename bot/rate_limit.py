@@ -6,6 +6,8 @@ chat, and a 429 during a broadcast stalls it for the time Telegram asks. So mess
 * Bot-wide, messages go out in evenly spaced slots, `(1 + margin) / MEDLEGAL_RATE_LIMIT` seconds apart. Even
   spacing is a sliding window with no burst on top: no one-second window ever holds more than the limit, and the
   small margin absorbs the jitter between taking a slot and the request reaching Telegram.
+  A bulk request may take a slot that went by unused a few milliseconds ago (`BULK_BEHIND`, within the margin),
+  so a moment when every sender lane was busy does not lose the slot for good.
   On PostgreSQL the schedule is the `send_rate` row, shared by every process: taking a slot is one atomic
   `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under the limit. On SQLite it is
   kept in memory, because SQLite means one bot process (and so one sender).
@@ -16,7 +18,9 @@ chat, and a 429 during a broadcast stalls it for the time Telegram asks. So mess
   each process's memory (a chat's updates and its queued messages rarely meet in two processes at once).
 * Priority: a request without `rate_limit_args` is a reply and takes the next slot at once; bulk requests
   (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms, or one slot
-  when slots are longer) ahead, so a reply waits at most that long, in this process or any other.
+  when slots are longer) ahead, so a reply waits at most that long, in this process or any other. A bulk request
+  may carry `"ready"`, an awaitable it waits for once its slot is reserved and before it goes out: the sender's
+  lane passes the commit of its previous message's outcome, so the two waits overlap (bot/send_lanes.py).
 * On `RetryAfter` every process's bulk sending pauses for the time asked (`paused_until`); the bulk request's
   error goes back to its caller (the sender reschedules the row), while a reply is retried after the pause, as
   PTB's own limiter does, a bounded number of times.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 import warnings
@@ -61,6 +66,11 @@ BULK_AHEAD = 0.02
 """How far ahead (seconds, at least one slot) bulk requests may reserve slots: a reply waits at most this long
 behind a broadcast, and at high rates the lanes keep enough slots in hand that a late event-loop turn does not
 leave a slot unused (one slot ahead is 1 ms at 1,000/s, less than one turn of a busy loop)."""
+BULK_BEHIND = 0.005
+"""How far in the past (seconds) a bulk request may take a slot nobody took: when every lane was busy on the wire
+as a slot went by, the slot is used a moment late instead of lost (a tenth of the slots at 1,000/s). A message so
+sent and one sent up to `LATE` after its slot still leave any second at most (1 + 0.010) / (1 + MARGIN) of the
+limit, with the rest of the margin for jitter; after a 429's pause there is nothing to make up."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -80,6 +90,7 @@ def retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+@functools.cache
 def is_message(endpoint: str) -> bool:
     """The calls Telegram's flood limits count: sending, editing, copying and forwarding messages."""
     name = endpoint.lower()
@@ -112,20 +123,29 @@ class Schedule(Protocol):
 class MemorySchedule:
     """The schedule in this process's memory (SQLite: one bot process)."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic, ahead: float = 0.0) -> None:
+    def __init__(
+        self,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        ahead: float = 0.0,
+        behind: float = 0.0,
+    ) -> None:
         self.interval = interval
         self.ahead = max(interval, ahead)
+        self.behind = behind
         self.clock = clock
         self.next_at = 0.0
         self.paused_until = 0.0
 
     async def reserve(self, bulk: bool) -> tuple[float | None, float]:
         now = self.clock()
+        earliest = now
         if bulk:
             wait = max(self.next_at - self.ahead - now, self.paused_until - now)
             if wait > 0:
                 return None, wait
-        slot = max(self.next_at, now)
+            earliest = max(now - self.behind, self.paused_until)
+        slot = max(self.next_at, earliest)
         self.next_at = slot + self.interval
         return slot - now, 0.0
 
@@ -140,14 +160,17 @@ class MemorySchedule:
 
 
 _RESERVE = """
-UPDATE send_rate AS r SET next_at = GREATEST(r.next_at, c.now) + make_interval(secs => :span)
+UPDATE send_rate AS r
+SET next_at = GREATEST(r.next_at, c.now - make_interval(secs => :behind), LEAST(r.paused_until, c.now))
+              + make_interval(secs => :span)
 FROM (SELECT clock_timestamp() AS now) AS c
 WHERE r.id = 1 {bulk}
 RETURNING CAST(EXTRACT(EPOCH FROM (r.next_at - c.now)) AS double precision) - :span,
           CAST(EXTRACT(EPOCH FROM r.next_at) AS double precision) - :span
 """
-"""Reserve `span / interval` consecutive slots; returns the seconds until the first, and the first on the
-database's clock (seconds since the epoch)."""
+"""Reserve `span / interval` consecutive slots, the first at most `behind` seconds in the past (and not before a
+pause's end); returns the seconds until the first, and the first on the database's clock (seconds since the
+epoch)."""
 _BULK_ONLY = "AND r.next_at <= c.now + make_interval(secs => :ahead) AND r.paused_until <= c.now"
 _WAIT = """
 SELECT CAST(GREATEST(EXTRACT(EPOCH FROM next_at - clock_timestamp()) - :ahead,
@@ -178,11 +201,12 @@ class DatabaseSchedule:
     schedule (logged), so a reply still goes out, and returns to the shared row when the database answers again.
     """
 
-    def __init__(self, engine: AsyncEngine, interval: float, ahead: float = 0.0) -> None:
+    def __init__(self, engine: AsyncEngine, interval: float, ahead: float = 0.0, behind: float = 0.0) -> None:
         self.engine = engine
         self.interval = interval
         self.ahead = max(interval, ahead)
-        self.fallback = MemorySchedule(interval, ahead=ahead)
+        self.behind = behind
+        self.fallback = MemorySchedule(interval, ahead=ahead, behind=behind)
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()
         self._failing_since: float | None = None
@@ -234,7 +258,9 @@ class DatabaseSchedule:
         if not bulk:
             return await self._reserve_reply()
         try:
-            delay = await self._run(_RESERVE.format(bulk=_BULK_ONLY), span=self.interval, ahead=self.ahead)
+            delay = await self._run(
+                _RESERVE.format(bulk=_BULK_ONLY), span=self.interval, ahead=self.ahead, behind=self.behind
+            )
             if delay is not None:
                 return delay, 0.0
             wait = await self._run(_WAIT, ahead=self.ahead)
@@ -251,7 +277,7 @@ class DatabaseSchedule:
             if not mine.done():
                 batch, self._replies = self._replies, []
                 try:
-                    first = await self._execute(_RESERVE.format(bulk=""), span=self.interval * len(batch))
+                    first = await self._execute(_RESERVE.format(bulk=""), span=self.interval * len(batch), behind=0.0)
                 except (SQLAlchemyError, OSError) as exc:
                     self._failed(exc)
                     for waiting in batch:
@@ -304,6 +330,12 @@ class ChatWindows:
             return 0.0
         return times[-self.per_window] + self.window - now
 
+    def forget(self, chat: int | str, at: float) -> None:
+        """Take back a message recorded for `at` that did not go out then."""
+        times = self._sent.get(chat)
+        if times and at in times:
+            times.remove(at)
+
     def record(self, chat: int | str, at: float) -> None:
         times = self._sent.setdefault(chat, deque())
         times.append(at)
@@ -332,9 +364,9 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         self.interval = (1.0 + margin) / self.rate_limit
         self.max_retries = max_retries
         self.schedule: Schedule = (
-            DatabaseSchedule(engine, self.interval, ahead=BULK_AHEAD)
+            DatabaseSchedule(engine, self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND)
             if engine is not None and engine.dialect.name == "postgresql"
-            else MemorySchedule(self.interval, ahead=BULK_AHEAD)
+            else MemorySchedule(self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND)
         )
         self.chats = ChatWindows(chat_rate_limit)
         self._bulk_lock = asyncio.Lock()
@@ -347,15 +379,16 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
     async def shutdown(self) -> None:
         await self.schedule.close()
 
-    async def _bulk_slot(self, chat: int | str | None) -> None:
-        """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it."""
+    async def _bulk_slot(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
+        """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it and
+        for `ready`."""
         started = time.monotonic()
         try:
-            await self._bulk_wait(chat)
+            await self._bulk_wait(chat, ready)
         finally:
             BULK_WAITED.set(time.monotonic() - started)
 
-    async def _bulk_wait(self, chat: int | str | None) -> None:
+    async def _bulk_wait(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
         while True:
             if chat is not None and (wait := self.chats.wait(chat, time.monotonic())) > 0:
                 await asyncio.sleep(wait)
@@ -368,10 +401,16 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                     if delay is not None:
                         break
                     await asyncio.sleep(min(wait, 1.0))
+                at = time.monotonic() + max(delay, 0.0)  # a slot in the past (BULK_BEHIND) is taken now
                 if chat is not None:
-                    self.chats.record(chat, time.monotonic() + max(delay, 0.0))
-            await self._until(time.monotonic() + delay)
-            return
+                    self.chats.record(chat, at)
+            if await self._until(at, ready):
+                return
+            # the slot went by while `ready` was awaited: give it up (one slot, where pushing the schedule on would
+            # cost every slot already reserved) and take the next free one
+            if chat is not None:
+                self.chats.forget(chat, at)
+            ready = None
 
     async def _reply_slot(self, chat: int | str | None) -> None:
         delay, _ = await self.schedule.reserve(bulk=False)
@@ -380,13 +419,20 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
             self.chats.record(chat, time.monotonic() + max(delay, 0.0))
         await self._until(time.monotonic() + delay)
 
-    async def _until(self, slot: float) -> None:
-        """Wait for the slot. A busy event loop can wake us late, which would squeeze this message and the ones
+    async def _until(self, slot: float, ready: asyncio.Future[Any] | None = None) -> bool:
+        """Wait for the slot, then for `ready`; False when the slot went by while `ready` was awaited (the request
+        must take another slot). A busy event loop can wake us late, which would squeeze this message and the ones
         reserved after it into less than their second: then the schedule restarts a full interval from now."""
         if slot - time.monotonic() > EARLY:
             await asyncio.sleep(slot - time.monotonic())
         if time.monotonic() - slot > LATE:
             await self.schedule.late()
+        elif ready is not None and not ready.done():
+            await ready
+            return time.monotonic() - slot <= LATE
+        if ready is not None:
+            await ready
+        return True
 
     async def _throttled(self, exc: RetryAfter) -> float:
         seconds = retry_seconds(exc)
@@ -408,7 +454,7 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         chat = _chat_key(data.get("chat_id"))
         if isinstance(rate_limit_args, dict) and rate_limit_args.get("priority") == BULK:
             if counted:
-                await self._bulk_slot(chat)
+                await self._bulk_slot(chat, rate_limit_args.get("ready"))
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:

@@ -35,9 +35,8 @@ import html
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,11 +46,14 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
+from bot.bulk_send import send_html
+from bot.outbox_writer import OutboxWriter
 from bot.rate_limit import BULK, BULK_WAITED, retry_seconds
+from bot.send_lanes import Feed, Lanes
 from bot.settings import Settings
 from db import outbox
 from db import progress as progress_store
-from db.models import Broadcast, OutboxMessage
+from db.models import Broadcast
 
 log = logging.getLogger(__name__)
 
@@ -115,80 +117,9 @@ def _reason(error: str) -> str:
 
 @dataclass
 class _Delivery:
-    row: OutboxMessage
+    row: outbox.Claimed
     text: str
     markup: InlineKeyboardMarkup | None
-
-
-Work = Callable[[AsyncSession], Awaitable[object]]
-
-
-@dataclass
-class _Write:
-    work: Work | None = None
-    resolutions: list[outbox.Resolution] = field(default_factory=list)
-    done: bool = False
-    error: BaseException | None = None
-
-
-class _Writer:
-    """One writer at a time in this process, with group commit.
-
-    A lane hands in its result and waits until it is committed; results that arrive while a commit runs go
-    together in the next one, their row updates in one executemany. Claims take the same turn. If a group fails,
-    each result is retried on its own, so one bad result cannot hold back (and later duplicate) the messages
-    recorded beside it.
-    """
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
-        self.lock = asyncio.Lock()
-        self.pending: list[_Write] = []
-
-    async def write(self, work: Work | None = None, resolutions: Iterable[outbox.Resolution] = ()) -> None:
-        op = _Write(work, list(resolutions))
-        self.pending.append(op)
-        async with self.lock:
-            if not op.done:
-                group, self.pending = self.pending, []
-                await self._commit(group)
-        if op.error is not None:
-            raise op.error
-
-    async def _commit(self, group: list[_Write]) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                await self._apply(session, group)
-        except Exception:
-            if len(group) == 1:
-                raise
-            for op in group:
-                try:
-                    async with self.sessions() as session, session.begin():
-                        await self._apply(session, [op])
-                except Exception as exc:
-                    op.error = exc
-        finally:
-            for op in group:
-                op.done = True
-
-    @staticmethod
-    async def _apply(session: AsyncSession, group: list[_Write]) -> None:
-        resolutions = [r for op in group for r in op.resolutions]
-        if resolutions:
-            held = await outbox.resolve_all(session, resolutions)
-            if held is not None and held < len(resolutions):
-                log.warning(
-                    "%d outbox rows were claimed again before their result was recorded", len(resolutions) - held
-                )
-        for op in group:
-            if op.work is not None:
-                await op.work(session)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.lock, self.sessions() as session, session.begin():
-            yield session
 
 
 class OutboxSender:
@@ -219,7 +150,7 @@ class OutboxSender:
         self.max_lanes = max(1, settings.send_lanes if max_lanes is None else max_lanes)
         self.cycle = 0.0
         """Seconds per message on the wire and in the database (moving average), which sizes the lanes."""
-        self._writer = _Writer(sessions)
+        self._writer = OutboxWriter(sessions)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.poll_interval = poll_interval
@@ -229,6 +160,9 @@ class OutboxSender:
         self._paused_until = 0.0  # time.monotonic()
         self._texts: dict[int, str] = {}
         self._started = False
+        self._claimed = 0
+        self._progress_looked: dict[int, float] = {}
+        """When this process last asked the database whether a broadcast's progress edit is due (time.monotonic())."""
         self.sent = 0
         self.failed = 0
 
@@ -256,27 +190,42 @@ class OutboxSender:
                 await self._idle(self.poll_interval)
 
     async def _pump(self) -> int:
-        """Deliver batch after batch while rows are due, claiming the next batch while the last one sends."""
-        total = 0
-        claimed = await self._claim()
-        while claimed is not None and not self._stopped.is_set():
-            rows, deliveries = claimed
-            if not rows:
-                break
-            total += len(rows)
-            prefetch: list[asyncio.Task[tuple[list[OutboxMessage], list[_Delivery]] | None]] = []
+        """Deliver batch after batch while rows are due; the writer's connection is returned when they run out."""
+        try:
+            return await self._batches()
+        finally:
+            await self._writer.close()
 
-            def claim_next(prefetch: list[Any] = prefetch) -> None:
-                if not prefetch:
-                    prefetch.append(asyncio.create_task(self._claim()))
-
-            await self._deliver_all(deliveries, halfway=claim_next)
-            await self._after(rows)
-            claimed = await prefetch[0] if prefetch else await self._claim()
-        if claimed is not None and claimed[0] and self._stopped.is_set():
-            await self._put_back([d.row for d in claimed[1]])
+    async def _batches(self) -> int:
+        """Run the lanes over batch after batch (bot/send_lanes.py); returns how many rows were claimed."""
+        self._claimed = 0
+        batch = await self._refill()
+        while batch is not None and not self._stopped.is_set():
+            feed = Feed(batch, self._refill)
+            halted = await self._run_lanes(feed)
+            # after a 429 the batch being claimed (once the pause is over) goes on; otherwise the claims ran dry
+            batch = await feed.claimed() if halted else None
         await self._finish()
-        return total
+        return self._claimed
+
+    async def _run_lanes(self, feed: Feed[_Delivery]) -> bool:
+        """Deliver what the feed hands out and put back what it did not; whether to go on after a 429's pause."""
+        lanes = Lanes(feed, self._deliver, lambda: self.lanes, self._stopped)
+        try:
+            await lanes.run()
+        except Exception:
+            unsent = feed.stop() + lanes.unsent
+            with contextlib.suppress(Exception):  # a claim in progress: its rows go back too (else their lease ends)
+                unsent += await feed.claimed() or []
+            with contextlib.suppress(Exception):  # the database may be the trouble: then they wait for their lease
+                await self._put_back([d.row for d in unsent])
+            raise
+        unsent = feed.stop() + lanes.unsent
+        go_on = lanes.halted and not self._stopped.is_set()
+        if not go_on:
+            unsent += await feed.claimed() or []
+        await self._put_back([d.row for d in unsent])
+        return go_on
 
     def stop(self) -> None:
         self._stopped.set()
@@ -314,38 +263,57 @@ class OutboxSender:
     async def drain_once(self) -> int:
         """Claim one batch of due rows and resolve each of them; returns how many were claimed."""
         await self._start()
-        claimed = await self._claim()
-        if claimed is None:
-            return 0
-        rows, deliveries = claimed
-        if deliveries:
-            await self._deliver_all(deliveries)
-        await self._after(rows)
-        await self._finish()
-        return len(rows)
+        self._claimed = 0
+        try:
+            batch = await self._refill()
+            if batch:
+                await self._run_lanes(Feed(batch))
+            await self._finish()
+            return self._claimed
+        finally:
+            await self._writer.close()
 
-    async def _claim(self) -> tuple[list[OutboxMessage], list[_Delivery]] | None:
+    async def _claim(self) -> tuple[list[outbox.Claimed], list[_Delivery]] | None:
         """The next batch, with what must not go out skipped; None while paused or stopping."""
         await self._wait_pause()
         if self._stopped.is_set():
             return None
-        async with self._writer.transaction() as session:
-            rows = await outbox.claim_due(session, self.clock(), self.batch_size, self.lease)
-            return rows, (await self._prepare(session, rows) if rows else [])
+        rows = await self._writer.claim(self.clock(), self.batch_size, self.lease)  # the lanes' commits wait for it
+        if not rows:
+            return rows, []
+        async with self.sessions() as session:  # reads, beside the writer (SQLite's WAL lets them)
+            deliveries, skips = await self._prepare(session, rows)
+        if skips:
+            await self._writer.write(resolutions=skips)
+        return rows, deliveries
 
-    async def _after(self, rows: list[OutboxMessage]) -> None:
+    async def _refill(self) -> list[_Delivery] | None:
+        """The next batch's deliveries ([] when all of it was skipped), None when nothing is due; shows progress."""
+        claimed = await self._claim()
+        if claimed is None or not claimed[0]:
+            return None
+        rows, deliveries = claimed
+        self._claimed += len(rows)
+        await self._after(rows)
+        return deliveries
+
+    async def _after(self, rows: list[outbox.Claimed]) -> None:
         for broadcast_id in sorted({r.broadcast_id for r in rows if r.broadcast_id is not None}):
             await self._progress(broadcast_id)
 
-    async def _put_back(self, rows: list[OutboxMessage]) -> None:
+    async def _put_back(self, rows: list[outbox.Claimed]) -> None:
         """Unsent claimed rows back to pending, after any pause, so that nobody waits for their lease."""
         if not rows:
             return
         resume = self.clock() + timedelta(seconds=max(0.0, self._paused_until - time.monotonic()))
         await self._writer.write(resolutions=[outbox.back(row, resume) for row in rows])
 
-    async def _prepare(self, session: AsyncSession, rows: list[OutboxMessage]) -> list[_Delivery]:
-        """Skip what must not go out any more (in the claim's transaction) and pair the rest with their text."""
+    async def _prepare(
+        self, session: AsyncSession, rows: list[outbox.Claimed]
+    ) -> tuple[list[_Delivery], list[outbox.Resolution]]:
+        """Pair claimed rows with their text, and skip what must not go out any more (cancelled, unsubscribed).
+
+        Read after the claim committed, so anything committed before the claim is seen."""
         broadcast_ids = {r.broadcast_id for r in rows if r.broadcast_id is not None}
         broadcasts: dict[int, Broadcast] = {}
         for broadcast_id in broadcast_ids:
@@ -370,80 +338,58 @@ class OutboxSender:
                 skips.append(outbox.skipped(row, "nothing to send"))
             else:
                 deliveries.append(_Delivery(row, text, keyboard(row.buttons)))
-        if skips:
-            await outbox.resolve_all(session, skips)
-        return deliveries
+        return deliveries, skips
 
-    async def _deliver_all(self, deliveries: list[_Delivery], halfway: Callable[[], None] | None = None) -> None:
-        """Send through `lanes` lanes; after a 429 or on stop, put the rest back. `halfway` fires mid-batch."""
-        queue = deque(deliveries)
-        mark = len(queue) // 2
-        halted = asyncio.Event()
-        errors: list[Exception] = []
+    async def _deliver(
+        self, delivery: _Delivery, ready: asyncio.Future[None] | None
+    ) -> tuple[bool, asyncio.Future[None] | None]:
+        """Send one row once `ready` (the lane's previous outcome committed) is done, and hand in its outcome.
 
-        async def lane() -> None:
-            while queue and not halted.is_set() and not self._stopped.is_set():
-                delivery = queue.popleft()
-                if halfway is not None and len(queue) <= mark:
-                    halfway()
-                try:
-                    if await self._deliver(delivery):
-                        halted.set()
-                except Exception as exc:  # e.g. the database is gone: an unrecorded send must not be followed by more
-                    errors.append(exc)
-                    halted.set()
-
-        await asyncio.gather(*(lane() for _ in range(min(self.lanes, len(queue)))))
-        try:
-            await self._put_back([d.row for d in queue])
-        finally:
-            if errors:
-                raise errors[0]
-
-    async def _deliver(self, delivery: _Delivery) -> bool:
-        """Send one row and record the outcome; True when Telegram asked to slow down (the batch stops)."""
+        Returns whether Telegram asked to slow down (the lanes stop) and the future of the outcome's commit.
+        """
         row = delivery.row
-        if row.lease_until is not None and outbox.as_utc(row.lease_until) - self.clock() < LEASE_SAFETY:
-            return False  # too late in its lease: leave it to whoever claims it next
+        if row.lease_until - self.clock() < LEASE_SAFETY:
+            return False, None  # too late in its lease: leave it to whoever claims it next
         started = time.monotonic()
         BULK_WAITED.set(0.0)
+        args = BULK_ARGS if ready is None else {"priority": BULK, "ready": ready}
         try:
-            message = await self.bot.send_message(
-                row.user_id,
-                delivery.text,
-                parse_mode=ParseMode.HTML,
-                reply_markup=delivery.markup,
-                rate_limit_args=BULK_ARGS,
-            )
+            message_id = await send_html(self.bot, row.user_id, delivery.text, delivery.markup, args)
         except RetryAfter as exc:
             seconds = retry_seconds(exc)
             self.pause(seconds)
-            await self._record(outbox.back(row, self.clock() + timedelta(seconds=seconds)))
-            return True
+            return True, self._record(outbox.back(row, self.clock() + timedelta(seconds=seconds)))
         except Forbidden as exc:
-            await self._gone(row, exc)
+            committed = self._gone(row, exc)
         except BadRequest as exc:
             if any(marker in exc.message.lower() for marker in CHAT_GONE):
-                await self._gone(row, exc)
+                committed = self._gone(row, exc)
             else:  # Telegram refused this message; sending it again would be refused again
                 self.failed += 1
-                await self._record(outbox.failed(row, _describe(exc)))
+                committed = self._record(outbox.failed(row, _describe(exc)))
         except ChatMigrated as exc:
             self.failed += 1
-            await self._record(outbox.failed(row, _describe(exc)))
+            committed = self._record(outbox.failed(row, _describe(exc)))
         except (NetworkError, TelegramError) as exc:  # timeouts, 5xx, connection trouble: try again later
-            await self._transient(row, exc)
+            committed = self._transient(row, exc)
         else:
             self.sent += 1
-            await self._record(outbox.sent(row, message.message_id, self.clock()))
-        took = time.monotonic() - started - BULK_WAITED.get()
+            committed = self._record(outbox.sent(row, message_id, self.clock()))
+        on_wire = started + BULK_WAITED.get()
+        if committed.done():  # committed at once (SQLite): no callback to schedule
+            self._measure(time.monotonic() - on_wire)
+        else:
+            committed.add_done_callback(lambda _: self._measure(time.monotonic() - on_wire))
+        return False, committed
+
+    def _measure(self, took: float) -> None:
+        """A message's time on the wire and until its outcome was committed, which sizes the lanes."""
         self.cycle = took if not self.cycle else 0.9 * self.cycle + 0.1 * took
-        return False
 
-    async def _record(self, resolution: outbox.Resolution) -> None:
-        await self._writer.write(resolutions=[resolution])
+    def _record(self, resolution: outbox.Resolution) -> asyncio.Future[None]:
+        return self._writer.submit(resolutions=[resolution])
 
-    async def _gone(self, row: OutboxMessage, exc: TelegramError) -> None:
+    def _gone(self, row: outbox.Claimed, exc: TelegramError) -> asyncio.Future[None]:
         """Blocked, or the chat is gone: failed for good and unsubscribed, so nothing is queued for it again."""
         self.failed += 1
 
@@ -452,21 +398,24 @@ class OutboxSender:
                 await outbox.unsubscribe_after_block(session, row.user_id)
                 await progress_store.stop_nudges_after_block(session, row.user_id)
 
-        await self._writer.write(work)
+        return self._writer.submit(work)
 
-    async def _transient(self, row: OutboxMessage, exc: TelegramError) -> None:
+    def _transient(self, row: outbox.Claimed, exc: TelegramError) -> asyncio.Future[None]:
         reason = _describe(exc)
         if row.attempts >= self.max_attempts:
             self.failed += 1
-            await self._record(outbox.failed(row, f"gave up after {row.attempts} attempts: {reason}"))
-            return
+            return self._record(outbox.failed(row, f"gave up after {row.attempts} attempts: {reason}"))
         delay = min(self.backoff * 2 ** (row.attempts - 1), 600.0)
         log.info("outbox row %d: %s; retrying in %.0f s", row.id, reason, delay)
-        await self._record(outbox.retry(row, self.clock() + timedelta(seconds=delay), reason))
+        return self._record(outbox.retry(row, self.clock() + timedelta(seconds=delay), reason))
 
     # -- the admin's view ---------------------------------------------------------------------------------
 
     async def _progress(self, broadcast_id: int) -> None:
+        now = time.monotonic()
+        if now - self._progress_looked.get(broadcast_id, -math.inf) < self.progress_every:
+            return  # no edit is due yet from this process; the database keeps the rule over all processes
+        self._progress_looked[broadcast_id] = now
         async with self._writer.transaction() as session:
             if not await outbox.claim_progress_edit(session, broadcast_id, self.clock(), self.progress_every):
                 return

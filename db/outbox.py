@@ -11,15 +11,31 @@ Datetimes are stored in UTC; SQLite returns them naive, which `as_utc` turns bac
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, Update, and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from db.models import Broadcast, OutboxMessage, Subscription, User, utcnow
 
@@ -33,6 +49,10 @@ Buttons = list[list[dict[str, str]]]
 def as_utc(value: datetime) -> datetime:
     """An aware UTC datetime, from an aware one or from the naive UTC values SQLite returns."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _dialect(executor: AsyncSession | AsyncConnection) -> Dialect:
+    return executor.dialect if isinstance(executor, AsyncConnection) else executor.get_bind().dialect
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -158,42 +178,105 @@ def _seconds(lease: timedelta | float) -> timedelta:
     return lease if isinstance(lease, timedelta) else timedelta(seconds=lease)
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int, lease: timedelta | float) -> list[OutboxMessage]:
+class Held(Protocol):
+    """A claimed row as resolving it needs: its id and the claim's attempt (the fencing token)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row as a claim took it, in plain values: what sending it needs (datetimes aware, in UTC).
+
+    Not an ORM object: building one per row, with its session state, was most of a claim's CPU, and a claim holds
+    the sender's writes back while it runs.
+    """
+
+    id: int
+    broadcast_id: int | None
+    user_id: int
+    kind: str
+    text: str | None
+    buttons: Buttons | None
+    attempts: int
+    not_before: datetime
+    lease_until: datetime
+    error: str | None
+
+
+CLAIMED_COLUMNS = tuple(getattr(OutboxMessage, f.name) for f in fields(Claimed))
+
+
+_CLAIM: dict[str, Update] = {}
+
+
+def claim_statement(dialect: str) -> Update:
+    """The claim (see `claim_due`): an UPDATE ... RETURNING the `Claimed` columns, built once per dialect, with the
+    parameters of `claim_params`."""
+    stmt = _CLAIM.get(dialect)
+    if stmt is not None:
+        return stmt
+    now = bindparam("now", type_=OutboxMessage.not_before.type)
+    pending = and_(OutboxMessage.status == PENDING, OutboxMessage.not_before <= now)
+    expired = and_(OutboxMessage.status == IN_FLIGHT, OutboxMessage.lease_until < now)
+    order = (OutboxMessage.not_before, OutboxMessage.id)
+    limit = bindparam("limit", type_=Integer())
+    due: Select[int]
+    if dialect == "postgresql":
+        due = select(OutboxMessage.id).where(or_(pending, expired)).order_by(*order).limit(limit)
+        due = due.with_for_update(skip_locked=True)
+    else:
+        # Each kind of due row in the index's order, the first `limit` of each, then the first `limit` of both:
+        # SQLite would otherwise sort every due row to take a few (a whole broadcast's, for every claim).
+        firsts = [
+            select(OutboxMessage.id, OutboxMessage.not_before).where(due_rows).order_by(*order).limit(limit).subquery()
+            for due_rows in (pending, expired)
+        ]
+        both = union_all(*(select(first.c.id, first.c.not_before) for first in firsts)).subquery()
+        due = select(both.c.id).order_by(both.c.not_before, both.c.id).limit(limit)
+    stmt = _CLAIM[dialect] = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(due.scalar_subquery()))
+        .values(
+            status=IN_FLIGHT,
+            lease_until=bindparam("lease_until", type_=OutboxMessage.lease_until.type),
+            attempts=OutboxMessage.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*CLAIMED_COLUMNS)
+    )
+    return stmt
+
+
+def claim_params(now: datetime, limit: int, lease: timedelta | float) -> dict[str, Any]:
+    now = as_utc(now)
+    return {"now": now, "limit": limit, "lease_until": now + _seconds(lease)}
+
+
+def claimed(rows: Iterable[Sequence[Any]]) -> list[Claimed]:
+    """Claimed rows in the order they are due, from the values of `CLAIMED_COLUMNS`."""
+    out = [
+        Claimed(id_, broadcast_id, user_id, kind, text, buttons, attempts, as_utc(not_before), as_utc(lease), error)
+        for id_, broadcast_id, user_id, kind, text, buttons, attempts, not_before, lease, error in rows
+    ]
+    out.sort(key=lambda r: (r.not_before, r.id))
+    return out
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int, lease: timedelta | float) -> list[Claimed]:
     """Take up to `limit` due rows: pending with not_before <= now, or in flight with an expired lease.
 
     They become in_flight until now + lease, with attempts + 1. One statement (UPDATE ... RETURNING) whose
     row selection on PostgreSQL is `FOR UPDATE SKIP LOCKED`, so concurrent senders never get the same row;
     on SQLite the single statement never upgrades a read lock, so it cannot fail with a busy snapshot.
     """
-    now = as_utc(now)
-    due = (
-        select(OutboxMessage.id)
-        .where(
-            or_(
-                and_(OutboxMessage.status == PENDING, OutboxMessage.not_before <= now),
-                and_(OutboxMessage.status == IN_FLIGHT, OutboxMessage.lease_until < now),
-            )
-        )
-        .order_by(OutboxMessage.not_before, OutboxMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    stmt = (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(
-            status=IN_FLIGHT,
-            lease_until=now + _seconds(lease),
-            attempts=OutboxMessage.attempts + 1,
-            updated_at=now,
-        )
-        .returning(OutboxMessage)
-    )
-    result = await session.execute(stmt, execution_options={"synchronize_session": False, "populate_existing": True})
-    rows = list(result.scalars())
-    rows.sort(key=lambda r: (as_utc(r.not_before), r.id))
-    return rows
+    stmt = claim_statement(session.get_bind().dialect.name)
+    params = claim_params(now, limit, lease)
+    return claimed(await session.execute(stmt, params, execution_options={"synchronize_session": False}))
 
 
 async def release_in_flight(session: AsyncSession) -> int:
@@ -249,39 +332,34 @@ class Resolution:
     uncount: bool = False
 
 
-def sent(row: OutboxMessage, message_id: int, at: datetime | None = None) -> Resolution:
+def sent(row: Held, message_id: int, at: datetime | None = None) -> Resolution:
     values = {"status": SENT, "message_id": message_id, "sent_at": as_utc(at or utcnow()), "lease_until": None}
     return Resolution(row.id, row.attempts, values | {"error": None})
 
 
-def failed(row: OutboxMessage, error: str) -> Resolution:
+def failed(row: Held, error: str) -> Resolution:
     """Failed for good (blocked, chat gone, too many transient errors); never retried."""
     return Resolution(row.id, row.attempts, {"status": FAILED, "error": _clip(error), "lease_until": None})
 
 
-def skipped(row: OutboxMessage, reason: str) -> Resolution:
+def skipped(row: Held, reason: str) -> Resolution:
     return Resolution(row.id, row.attempts, {"status": SKIPPED, "error": _clip(reason), "lease_until": None})
 
 
-def retry(row: OutboxMessage, at: datetime, error: str) -> Resolution:
+def retry(row: Held, at: datetime, error: str) -> Resolution:
     """Back to pending until `at` after a transient error; the attempt counts towards the bound."""
     values = {"status": PENDING, "not_before": as_utc(at), "lease_until": None, "error": _clip(error)}
     return Resolution(row.id, row.attempts, values)
 
 
-def back(row: OutboxMessage, at: datetime) -> Resolution:
+def back(row: Held, at: datetime) -> Resolution:
     """Back to pending until `at` without counting an attempt (Telegram asked to slow down; not the row's fault)."""
     values = {"status": PENDING, "not_before": as_utc(at), "lease_until": None}
     return Resolution(row.id, row.attempts, values, uncount=True)
 
 
-async def resolve_all(session: AsyncSession, resolutions: Sequence[Resolution]) -> int | None:
-    """Apply outcomes, one executemany per shape of outcome; returns how many rows the claims still held (None
-    where the driver cannot count the rows an executemany changed: asyncpg).
-
-    A sender records the results of several messages at once (group commit): one statement for all of them costs
-    about what one costs alone, where a statement per row was a quarter of a millisecond of CPU each on SQLite.
-    """
+def resolution_statements(resolutions: Sequence[Resolution]) -> list[tuple[Update, list[dict[str, Any]]]]:
+    """The UPDATE for each shape of outcome among `resolutions`, with the parameters of each of its rows."""
     now = utcnow()
     shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
     for r in resolutions:
@@ -289,11 +367,21 @@ async def resolve_all(session: AsyncSession, resolutions: Sequence[Resolution]) 
         columns = tuple(sorted(values))
         bound = {f"v_{name}": values[name] for name in columns} | {"w_id": r.row_id, "w_attempts": r.attempts}
         shapes.setdefault((columns, r.uncount), []).append(bound)
+    return [(_resolve_statement(columns, uncount), many) for (columns, uncount), many in shapes.items()]
+
+
+async def resolve_all(executor: AsyncSession | AsyncConnection, resolutions: Sequence[Resolution]) -> int | None:
+    """Apply outcomes, one executemany per shape of outcome; returns how many rows the claims still held (None
+    where the driver cannot count the rows an executemany changed: asyncpg).
+
+    A sender records the results of several messages at once (group commit): one statement for all of them costs
+    about what one costs alone, where a statement per row was a quarter of a millisecond of CPU each on SQLite.
+    The executor is a session or, for the sender's plain outcomes, a connection (Core, no ORM session to pay for).
+    """
     held: int | None = 0
-    for (columns, uncount), many in shapes.items():
-        stmt = _resolve_statement(columns, uncount)
-        result = await session.execute(stmt, many[0] if len(many) == 1 else many)
-        counted = len(many) == 1 or session.get_bind().dialect.supports_sane_multi_rowcount
+    for stmt, many in resolution_statements(resolutions):
+        result = await executor.execute(stmt, many[0] if len(many) == 1 else many)
+        counted = len(many) == 1 or _dialect(executor).supports_sane_multi_rowcount
         held = held + max(0, int(getattr(result, "rowcount", 0) or 0)) if held is not None and counted else None
     return held
 
@@ -302,23 +390,23 @@ async def _resolve(session: AsyncSession, resolution: Resolution) -> bool:
     return await resolve_all(session, [resolution]) == 1
 
 
-async def mark_sent(session: AsyncSession, row: OutboxMessage, message_id: int, at: datetime | None = None) -> bool:
+async def mark_sent(session: AsyncSession, row: Held, message_id: int, at: datetime | None = None) -> bool:
     return await _resolve(session, sent(row, message_id, at))
 
 
-async def mark_failed(session: AsyncSession, row: OutboxMessage, error: str) -> bool:
+async def mark_failed(session: AsyncSession, row: Held, error: str) -> bool:
     return await _resolve(session, failed(row, error))
 
 
-async def mark_skipped(session: AsyncSession, row: OutboxMessage, reason: str) -> bool:
+async def mark_skipped(session: AsyncSession, row: Held, reason: str) -> bool:
     return await _resolve(session, skipped(row, reason))
 
 
-async def retry_later(session: AsyncSession, row: OutboxMessage, at: datetime, error: str) -> bool:
+async def retry_later(session: AsyncSession, row: Held, at: datetime, error: str) -> bool:
     return await _resolve(session, retry(row, at, error))
 
 
-async def put_back(session: AsyncSession, row: OutboxMessage, at: datetime) -> bool:
+async def put_back(session: AsyncSession, row: Held, at: datetime) -> bool:
     return await _resolve(session, back(row, at))
 
 

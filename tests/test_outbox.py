@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import outbox
 from db import repository as repo
 from db.models import Broadcast, OutboxMessage, Subscription
+from db.outbox_commit import ConnectionCommitter, SqliteFileCommitter, committer_for
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2027, 3, 1, 17, 0, tzinfo=UTC)
@@ -32,7 +33,7 @@ async def _broadcast(sessions: Sessions, recipients: list[int]) -> int:
         return b.id
 
 
-async def _claim(sessions: Sessions, now: datetime, limit: int = 100, lease: float = 60) -> list[OutboxMessage]:
+async def _claim(sessions: Sessions, now: datetime, limit: int = 100, lease: float = 60) -> list[outbox.Claimed]:
     async with sessions() as s, s.begin():
         return await outbox.claim_due(s, now, limit, lease)
 
@@ -89,8 +90,8 @@ async def test_claim_takes_due_rows_only_and_a_lease_expiry_frees_them(sessions:
         )
     assert await _claim(sessions, T0 - timedelta(seconds=1)) == []
     (first,) = await _claim(sessions, T0)
-    assert first.user_id == 30 and first.status == "in_flight" and first.attempts == 1
-    assert outbox.as_utc(first.lease_until or T0) == T0 + timedelta(seconds=60)
+    assert first.user_id == 30 and first.attempts == 1 and (await _statuses(sessions))[30] == "in_flight"
+    assert first.lease_until == T0 + timedelta(seconds=60)
     # held: nobody else gets it until the lease expires
     assert await _claim(sessions, T0 + timedelta(seconds=59)) == []
     (again,) = await _claim(sessions, T0 + timedelta(seconds=61))
@@ -124,6 +125,97 @@ async def test_resolving_rows(sessions: Sessions) -> None:
     async with sessions() as s:
         sent = (await s.execute(select(OutboxMessage).where(OutboxMessage.user_id == 40))).scalar_one()
         assert sent.message_id == 7 and outbox.as_utc(sent.sent_at or T0) == T0 and sent.lease_until is None
+
+
+async def test_the_senders_committers_write_what_a_session_writes(engine: AsyncEngine, sessions: Sessions) -> None:
+    """The sender's commits (db/outbox_commit.py: a thread and connection of its own on an SQLite file, Core on a
+    held connection otherwise) write what resolve_all writes in a session, datetimes included, and keep the claim's
+    fence."""
+    recipients = list(range(60, 75))
+    await _users(sessions, 1, *recipients)
+    await _broadcast(sessions, recipients)
+    rows = {r.user_id: r for r in await _claim(sessions, T0)}
+    later = T0 + timedelta(seconds=30)
+
+    def outcomes(first: int) -> list[outbox.Resolution]:
+        return [
+            outbox.sent(rows[first], 7, at=T0),
+            outbox.failed(rows[first + 1], "Forbidden: bot was blocked by the user"),
+            outbox.skipped(rows[first + 2], "unsubscribed"),
+            outbox.retry(rows[first + 3], later, "Timed out"),
+            outbox.back(rows[first + 4], later),
+        ]
+
+    async with sessions() as s, s.begin():  # None: asyncpg cannot count the rows an executemany changed
+        assert await outbox.resolve_all(s, outcomes(60)) in (5, None)
+    committers = [committer_for(engine), ConnectionCommitter(engine)]
+    assert isinstance(committers[0], SqliteFileCommitter) == (engine.dialect.name == "sqlite")
+    for first, committer in zip((65, 70), committers, strict=True):
+        try:
+            assert await committer.commit(outcomes(first)) in (5, None)
+            assert await committer.commit([outbox.sent(rows[first + 1], 9, at=T0)]) == 0  # resolved once only
+        finally:
+            await committer.close()
+    columns = ("status", "message_id", "error", "attempts", "not_before", "lease_until", "sent_at")
+    async with sessions() as s:
+        stored = {r.user_id: r for r in (await s.execute(select(OutboxMessage))).scalars()}
+    for user_id in range(60, 65):
+        by_session = [getattr(stored[user_id], c) for c in columns]
+        for other in (user_id + 5, user_id + 10):
+            assert [getattr(stored[other], c) for c in columns] == by_session, other
+    assert outbox.as_utc(stored[65].sent_at or later) == T0 and outbox.as_utc(stored[68].not_before) == later
+    assert stored[69].attempts == 0 and stored[69].status == "pending"  # the 429's attempt given back
+
+
+async def test_the_senders_committers_claim_what_claim_due_claims(engine: AsyncEngine, sessions: Sessions) -> None:
+    """The sender claims through its committer (its own SQLite connection in a thread, or Core on a held
+    connection): the same rows, leases and values as `claim_due`, buttons decoded and datetimes aware."""
+    await _users(sessions, 1, 90, 91, 92)
+    buttons = [[{"text": "Open", "callback_data": "r:open"}]]
+    async with sessions() as s, s.begin():
+        for user_id in (90, 91, 92):
+            await outbox.queue_message(
+                s, user_id=user_id, kind="reminder", text=f"r{user_id}", buttons=buttons, dedupe_key=f"r:{user_id}",
+                not_before=T0 + timedelta(seconds=user_id),
+            )  # fmt: skip
+    by_session = await _claim(sessions, T0 + timedelta(seconds=90), limit=1)
+    committers = [committer_for(engine), ConnectionCommitter(engine)]
+    claims = []
+    for committer in committers:
+        try:
+            claims.append(await committer.claim(T0 + timedelta(seconds=92), 1, 60))
+        finally:
+            await committer.close()
+    assert [[r.user_id for r in rows] for rows in (by_session, *claims)] == [[90], [91], [92]]
+    for (row,) in claims:
+        assert row.buttons == buttons and row.text == f"r{row.user_id}" and row.attempts == 1
+        assert row.not_before == T0 + timedelta(seconds=row.user_id)
+        assert row.lease_until == T0 + timedelta(seconds=92 + 60)
+    assert set((await _statuses(sessions)).values()) == {"in_flight"}
+
+
+async def test_on_sqlite_a_commit_waits_in_a_thread_while_another_connection_writes(
+    engine: AsyncEngine, sessions: Sessions
+) -> None:
+    """The committer's own connection never waits for a lock on the event loop: while another transaction holds
+    the database, its group is committed from a thread once that transaction ends."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single writer")
+    await _users(sessions, 1, 80, 81)
+    await _broadcast(sessions, [80, 81])
+    rows = {r.user_id: r for r in await _claim(sessions, T0)}
+    committer = committer_for(engine)
+    try:
+        assert await committer.commit([outbox.sent(rows[80], 1, at=T0)]) == 1  # on the loop's thread
+        async with sessions() as s, s.begin():
+            await outbox.set_subscribed(s, 80, True)  # this transaction now holds SQLite's write lock
+            pending = asyncio.ensure_future(committer.commit([outbox.sent(rows[81], 2, at=T0)]))
+            await asyncio.sleep(0.2)
+            assert not pending.done()  # waiting for the lock, in its thread: the loop runs on
+        assert await pending == 1
+    finally:
+        await committer.close()
+    assert (await _statuses(sessions)) == {80: "sent", 81: "sent"}
 
 
 async def test_release_in_flight_returns_rows_at_once(sessions: Sessions) -> None:

@@ -134,3 +134,38 @@ async def test_a_late_message_moves_the_shared_schedule_on_postgres(engine: Asyn
         await first.close()
         await second.close()
         await other.dispose()
+
+
+async def test_bulk_takes_a_slot_that_went_by_unused_but_no_older_and_not_from_a_pause() -> None:
+    clock = Clock()
+    schedule = MemorySchedule(0.01, clock, behind=0.005)
+    await schedule.reserve(bulk=True)  # idle until now: its slot is 5 ms back, the next one 5 ms on
+    clock.now += 0.008  # every lane was busy: that next slot went by 3 ms ago
+    delay, _ = await schedule.reserve(bulk=True)
+    assert delay == pytest.approx(-0.003)  # taken now, 3 ms late, instead of lost
+    clock.now += 0.1  # idle for long: at most `behind` is made up
+    delay, _ = await schedule.reserve(bulk=True)
+    assert delay == pytest.approx(-0.005)
+    reply, _ = await schedule.reserve(bulk=False)
+    assert reply == pytest.approx(0.005)  # replies never take a slot in the past (the next one is 5 ms on)
+    clock.now += 1.0
+    await schedule.pause(0.001)
+    clock.now += 0.002
+    delay, _ = await schedule.reserve(bulk=True)
+    assert delay == pytest.approx(-0.001)  # nothing from before the pause's end
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_bulk_takes_a_slot_that_went_by_unused_on_postgres(engine: AsyncEngine, db_url: str) -> None:
+    schedule = DatabaseSchedule(engine, 0.01, behind=0.005)
+    try:
+        await schedule.reserve(bulk=True)
+        await asyncio.sleep(0.2)  # idle: the schedule is far behind
+        delay, _ = await schedule.reserve(bulk=True)
+        assert delay is not None and -0.0051 < delay < -0.004  # at most 5 ms back, on the database's clock
+        reply, _ = await schedule.reserve(bulk=False)
+        assert reply is not None and reply >= 0.0
+        assert schedule._failing_since is None
+    finally:
+        await schedule.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Update, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
@@ -427,17 +427,17 @@ async def test_a_result_that_cannot_be_recorded_stops_the_batch(
     await users(sessions, ids)
     await broadcast(sessions, ids)
 
-    resolve_all = outbox.resolve_all
+    statements = outbox.resolution_statements  # what every way of recording outcomes writes
 
-    async def broken(session: AsyncSession, resolutions: Sequence[outbox.Resolution]) -> int | None:
+    def broken(resolutions: Sequence[outbox.Resolution]) -> list[tuple[Update, list[dict[str, Any]]]]:
         if any(r.values["status"] == outbox.SENT for r in resolutions):
             raise RuntimeError("database unavailable")
-        return await resolve_all(session, resolutions)  # putting the rest back still works
+        return statements(resolutions)  # putting the rest back still works
 
     r = await rig(fake, engine, sessions)
     try:
         with monkeypatch.context() as patch:
-            patch.setattr(outbox, "resolve_all", broken)
+            patch.setattr(outbox, "resolution_statements", broken)
             with pytest.raises(RuntimeError):
                 await r.sender.drain_once()
         assert len(fake.calls_to("sendMessage")) == 1
