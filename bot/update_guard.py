@@ -56,7 +56,8 @@ class UpdateGuard:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], today: Callable[[], date] = _utc_today) -> None:
         self.sessions = sessions
         self.today = today
-        self._pruned_on: date | None = None
+        self.pruned_on: date | None = None
+        """The day this process last pruned old claims (the first claim of a day does it)."""
 
     async def claim(self, update_id: int) -> bool:
         """True for the first claim of `update_id`, in a transaction of its own."""
@@ -73,9 +74,9 @@ class UpdateGuard:
         first claim of each day."""
         today = self.today()
         first = processed_updates.claim_on(connection, update_id, today)
-        if first and self._pruned_on != today:
+        if first and self.pruned_on != today:
             processed_updates.prune_on(connection, today)
-            self._pruned_on = today
+            self.pruned_on = today
         return first
 
 
@@ -122,6 +123,26 @@ def _not_claimed(session: Session) -> None:
 def claiming_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """The session factory for everything an update's handlers do in the database."""
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ClaimingSession)
+
+
+def claim_for_statement() -> tuple[int, date] | bool:
+    """For work saved by one autocommit statement of its own (`Dialogue`'s unlocked tap), which claims the update
+    inside that statement: (update_id, day) to claim; True when the current task handles no update (nothing to
+    claim); False when the claim must go the usual way, in a transaction (the day's prune of old claims is still
+    due, or the update was claimed already). Call `claimed_by_statement` once the statement has committed."""
+    claim = _PENDING.get()
+    if claim is None or claim.task is not asyncio.current_task():
+        return True
+    today = claim.guard.today()
+    if claim.done or claim.guard.pruned_on != today:
+        return False
+    return claim.update_id, today
+
+
+def claimed_by_statement() -> None:
+    claim = _PENDING.get()
+    if claim is not None and claim.task is asyncio.current_task():
+        claim.done = True
 
 
 def begin_update(claims: UpdateGuard, update_id: int) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from db.engine import run_core
 from db.models import (
@@ -35,6 +35,7 @@ from db.models import (
     FlowSession,
     OutboxMessage,
     PollVote,
+    ProcessedUpdate,
     ProgressNudge,
     ProgressStep,
     RecommendationRow,
@@ -277,10 +278,7 @@ async def save_flow(
         "now": now,
         "to_completed_at": now if status == "completed" else None,
     }
-    stored = {key: list(value) if isinstance(value, list | tuple) else value for key, value in answers.items()}
-    gone = [key for key in flow.answers if key not in stored]
-    added = [key for key in stored if key not in flow.answers]
-    changed = [key for key in stored if key in flow.answers and _listed(flow.answers[key]) != stored[key]]
+    stored, gone, added, changed = _changes(flow, answers)
     if len(added) == 1 and not gone and not changed and session.get_bind().dialect.name == "postgresql":
         params.update(new_key=added[0], new_value=stored[added[0]])
         if not getattr(await run_core(session, _SAVE_WITH_ANSWER, params), "rowcount", 0):
@@ -306,6 +304,108 @@ async def save_flow(
 
 def _listed(value: AnswerValue | tuple[str, ...]) -> AnswerValue:
     return list(value) if isinstance(value, list | tuple) else value
+
+
+def _changes(
+    flow: StoredFlow, answers: Mapping[str, AnswerValue]
+) -> tuple[dict[str, AnswerValue], list[str], list[str], list[str]]:
+    """The answers as stored, and the keys gone, added and changed since `flow` was read."""
+    stored = {key: _listed(value) for key, value in answers.items()}
+    gone = [key for key in flow.answers if key not in stored]
+    added = [key for key in stored if key not in flow.answers]
+    changed = [key for key in stored if key in flow.answers and _listed(flow.answers[key]) != stored[key]]
+    return stored, gone, added, changed
+
+
+# -- the usual tap without a transaction (PostgreSQL) -----------------------------------------------------------
+
+_processed = cast(Table, ProcessedUpdate.__table__)
+
+
+def _save_unmoved(answer: bool, claim: bool) -> Select[Any]:
+    """One statement: the session moved on only if it is still active at the turn it was read at, with the new
+    answer and the update's claim inserted only if it was (data-modifying WITHs all run in one atomic statement).
+    It returns the new turn, or no row when someone moved the session meanwhile. A claim taken already fails the
+    statement (unique violation), which undoes it whole."""
+    saved = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active").cte("saved")
+    stmt = select(saved.c.turn)
+    if answer:
+        stmt = stmt.add_cte(
+            insert(_answers)
+            .from_select(
+                ["session_id", "question_key", "value", "created_at", "updated_at"],
+                select(
+                    bindparam("flow_id", type_=_flows.c.id.type),
+                    bindparam("new_key", type_=_answers.c.question_key.type),
+                    bindparam("new_value", type_=_answers.c.value.type),
+                    bindparam("now", type_=_flows.c.updated_at.type),
+                    bindparam("now", type_=_flows.c.updated_at.type),
+                ).select_from(saved),
+            )
+            .cte("answered")
+        )
+    if claim:
+        stmt = stmt.add_cte(
+            insert(_processed)
+            .from_select(
+                ["update_id", "day"],
+                select(
+                    bindparam("claimed_id", type_=_processed.c.update_id.type),
+                    bindparam("claimed_day", type_=_processed.c.day.type),
+                ).select_from(saved),
+            )
+            .cte("claimed")
+        )
+    return stmt
+
+
+_SAVES_UNMOVED = {(answer, claim): _save_unmoved(answer, claim) for answer in (False, True) for claim in (False, True)}
+
+
+async def read_active(conn: AsyncConnection, user_id: int) -> StoredFlow | None:
+    """The physician's active session with its answers, read without a lock (see `save_unmoved`)."""
+    return _one_flow((await conn.execute(_ACTIVE, {"user_id": user_id})).all())
+
+
+async def save_unmoved(
+    conn: AsyncConnection,
+    flow: StoredFlow,
+    *,
+    current_key: str | None,
+    editing: bool,
+    draft: tuple[str, ...],
+    answers: Mapping[str, AnswerValue],
+    update_id: int | None = None,
+    claim: date | None = None,
+) -> StoredFlow | None:
+    """Save a move of `flow`, read by `read_active`, as one statement on an autocommit connection: the compare-and-
+    set of the turn stands in for the physician's lock. Only for a move that adds at most one answer and keeps the
+    session active; None when it does not apply or the session moved since it was read (the caller then takes the
+    locked way, which sees why). `claim`: the day to claim `update_id` on, in the same statement.
+    Raises IntegrityError when the update was claimed already."""
+    stored, gone, added, changed = _changes(flow, answers)
+    if gone or changed or len(added) > 1 or (claim is not None and update_id is None):
+        return None
+    now = utcnow()
+    params: dict[str, Any] = {
+        "flow_id": flow.id,
+        "expected_turn": flow.turn,
+        "to_current_key": current_key,
+        "to_editing": editing,
+        "to_draft": list(draft),
+        "to_update": update_id,
+        "to_status": "active",
+        "now": now,
+        "to_completed_at": None,
+    }
+    if added:
+        params.update(new_key=added[0], new_value=stored[added[0]])
+    if claim is not None:
+        params.update(claimed_id=update_id, claimed_day=claim)
+    turn = (await conn.execute(_SAVES_UNMOVED[bool(added), claim is not None], params)).scalar_one_or_none()
+    if turn is None:
+        return None
+    return StoredFlow(flow.id, "active", current_key, editing, tuple(draft), turn, stored, update_id, now)
 
 
 _ADD_RECOMMENDATION = insert(RecommendationRow)

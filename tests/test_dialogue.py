@@ -32,8 +32,8 @@ CA_ORTHO: list[str | tuple[str, ...]] = [
 
 
 @pytest.fixture
-async def dialogue(sqlite_url: str) -> AsyncIterator[Dialogue]:
-    engine = make_engine(sqlite_url)
+async def dialogue(db_url: str) -> AsyncIterator[Dialogue]:
+    engine = make_engine(db_url)
     await migrate.upgrade(engine)
     sessions: async_sessionmaker[AsyncSession] = make_session_factory(engine)
     yield Dialogue(sessions)

@@ -7,16 +7,18 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import texts
-from bot.dialogue import Dialogue
+from bot.dialogue import Dialogue, Reply
 from bot.update_guard import AlreadyProcessed, UpdateGuard, begin_update, claiming_sessions, settle_update
 from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
 from db import processed_updates
 from db.models import FlowSession, ProcessedUpdate
-from db.repository import active_flow
+from db.repository import active_flow, read_active, save_unmoved
 from tests.harness import answer_data
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -173,3 +175,74 @@ async def test_an_update_without_database_work_is_claimed_after_its_handlers(ses
     assert await _count(sessions) == 1
     await _as_update(guard, 50, help_text)  # answered again (no database work to stop it), claimed once
     assert shown == ["help", "help"] and await _count(sessions) == 1
+
+
+def _statements(engine: AsyncEngine) -> list[str]:
+    """The SQL statements the engine runs from now on (a listener on its sync engine)."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    return seen
+
+
+async def test_a_usual_tap_is_two_statements_on_postgresql_and_its_update_is_still_claimed_once(
+    engine: AsyncEngine, sessions: Sessions
+) -> None:
+    guard = UpdateGuard(sessions)
+    dialogue = Dialogue(claiming_sessions(engine))
+    user = 6161
+    start = await _as_update(guard, 60, lambda: dialogue.command(user, "start"))  # the day's first claim prunes
+    assert isinstance(start, Reply)
+    tap = answer_data(start, "md")
+    statements = _statements(engine)
+    moved = await _as_update(guard, 61, lambda: dialogue.press(user, tap))
+    assert isinstance(moved, Reply) and moved.edit is not None and moved.send, "answered, the next question follows"
+    if engine.dialect.name == "postgresql":
+        assert statements == ["SELECT", "WITH"], "the unlocked tap: one read, one compare-and-set"
+    assert await _count(sessions) == 2
+    async with sessions() as session:
+        flow = await active_flow(session, user)
+    assert flow is not None and len(flow.answers) == 1 and flow.moved_by_update == 61
+
+    try:  # Telegram delivers the same tap again: the locked way finds the claim, nothing changes
+        await _as_update(guard, 61, lambda: dialogue.press(user, tap))
+    except AlreadyProcessed:
+        pass
+    else:
+        raise AssertionError("a repeated tap was processed")
+    async with sessions() as session:
+        assert await active_flow(session, user) == flow
+    assert await _count(sessions) == 2
+
+
+async def test_an_unlocked_save_applies_only_to_the_session_as_it_was_read(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the unlocked tap is PostgreSQL's (SQLite has one writer at a time anyway)")
+    dialogue = Dialogue(claiming_sessions(engine))
+    user = 7171
+    start = await dialogue.command(user, "start")
+    async with engine.connect() as conn:
+        read = await read_active(conn, user)
+    assert read is not None
+    await dialogue.press(user, answer_data(start, "md"))  # another process moves the session meanwhile
+    moved = {"current_key": "ca_license", "editing": False, "draft": (), "answers": {"profession": "md"}}
+    async with engine.connect() as conn:
+        assert await save_unmoved(conn, read, update_id=70, claim=date(2026, 3, 1), **moved) is None
+    async with engine.connect() as conn:
+        now = await read_active(conn, user)
+        assert now is not None and now.turn == read.turn + 1 and now.moved_by_update is None
+        assert await _count(async_sessionmaker(engine)) == 0, "no claim without the save"
+
+        await processed_updates_claim(engine, 71)
+        with pytest.raises(IntegrityError):  # the update was claimed already: the statement undoes itself whole
+            await save_unmoved(conn, now, update_id=71, claim=date(2026, 3, 1), **moved)
+    async with engine.connect() as conn:
+        assert await read_active(conn, user) == now
+
+
+async def processed_updates_claim(engine: AsyncEngine, update_id: int) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: processed_updates.claim_on(sync, update_id, date(2026, 3, 1)))
