@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.dialogue import Dialogue, Reply
@@ -18,7 +18,7 @@ from bot.update_guard import AlreadyProcessed, UpdateGuard, begin_update, claimi
 from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
 from db import processed_updates
 from db.models import FlowSession, ProcessedUpdate
-from db.repository import active_flow, read_active, save_unmoved
+from db.repository import StoredFlow, active_flow, read_active, save_unmoved
 from tests.harness import answer_data
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -228,9 +228,15 @@ async def test_an_unlocked_save_applies_only_to_the_session_as_it_was_read(engin
         read = await read_active(conn, user)
     assert read is not None
     await dialogue.press(user, answer_data(start, "md"))  # another process moves the session meanwhile
-    moved = {"current_key": "ca_license", "editing": False, "draft": (), "answers": {"profession": "md"}}
+
+    async def save(conn: AsyncConnection, flow: StoredFlow, update_id: int) -> StoredFlow | None:
+        return await save_unmoved(
+            conn, flow, current_key="ca_license", editing=False, draft=(), answers={"profession": "md"},
+            update_id=update_id, claim=date(2026, 3, 1),
+        )  # fmt: skip
+
     async with engine.connect() as conn:
-        assert await save_unmoved(conn, read, update_id=70, claim=date(2026, 3, 1), **moved) is None
+        assert await save(conn, read, 70) is None
     async with engine.connect() as conn:
         now = await read_active(conn, user)
         assert now is not None and now.turn == read.turn + 1 and now.moved_by_update is None
@@ -238,7 +244,7 @@ async def test_an_unlocked_save_applies_only_to_the_session_as_it_was_read(engin
 
         await processed_updates_claim(engine, 71)
         with pytest.raises(IntegrityError):  # the update was claimed already: the statement undoes itself whole
-            await save_unmoved(conn, now, update_id=71, claim=date(2026, 3, 1), **moved)
+            await save(conn, now, 71)
     async with engine.connect() as conn:
         assert await read_active(conn, user) == now
 
