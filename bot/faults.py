@@ -75,6 +75,10 @@ class ErrorKind:
         return hashlib.sha256(f"{self.type}@{self.where}".encode()).hexdigest()[:8]
 
 
+OUTAGE = ErrorKind("database outage", "")
+"""The one kind every database outage reports as (`bot.handlers`), however it surfaced."""
+
+
 def error_kind(exc: BaseException) -> ErrorKind:
     """The exception's type and the innermost frame in this project's code (else the innermost frame at all)."""
     frames = traceback.extract_tb(exc.__traceback__)

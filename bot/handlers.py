@@ -22,7 +22,7 @@ from telegram.ext import (
 
 from bot import logs, texts
 from bot.dialogue import Dialogue, Reply, Screen
-from bot.faults import ErrorReporter, error_kind, is_db_outage, with_db_retry
+from bot.faults import OUTAGE, ErrorReporter, error_kind, is_db_outage, with_db_retry
 from bot.keyboards import post_screen
 from bot.screens import PRESSED_MESSAGE
 from bot.update_guard import AlreadyProcessed
@@ -185,12 +185,13 @@ def _expected(error: BaseException | None) -> bool:
 
 
 async def _report_to_admins(context: ContextTypes.DEFAULT_TYPE, error: BaseException, outage: bool) -> None:
-    """Each kind of failure at most once an hour per process; the type and place only, never user data."""
+    """Each kind of failure at most once an hour per process; the type and place only, never user data. A database
+    outage is one kind, whichever statement or connection attempt met it first."""
     settings = context.application.bot_data.get("settings")
     admins = sorted(settings.admin_ids) if settings is not None else []
     reporter: ErrorReporter = context.application.bot_data.setdefault("error_reporter", ErrorReporter())
     kind = error_kind(error)
-    if not admins or not reporter.due(kind):
+    if not admins or not reporter.due(OUTAGE if outage else kind):
         return
     for admin in admins:
         try:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from db.engine import run_core
+from db.engine import DriverStatement, run_core
 from db.models import (
     AdminAction,
     AnswerRow,
@@ -116,21 +116,22 @@ def _with_answers(*where: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-def _one_flow(rows: Sequence[Row[Any]]) -> StoredFlow | None:
-    """The rows of `_with_answers` for at most one session, as a StoredFlow."""
+def _one_flow(rows: Sequence[Any]) -> StoredFlow | None:
+    """The rows of `_with_answers` for at most one session, as a StoredFlow (SQLAlchemy rows or asyncpg records,
+    read by position)."""
     if not rows:
         return None
     first = rows[0]
     return StoredFlow(
-        id=first.id,
-        status=first.status,
-        current_key=first.current_key,
-        editing=first.editing,
-        draft=tuple(first.draft or ()),
-        turn=first.turn,
-        answers={row.question_key: row.value for row in rows if row.question_key is not None},
-        moved_by_update=first.moved_by_update,
-        moved_at=_utc(first.updated_at),
+        id=first[0],
+        status=first[1],
+        current_key=first[2],
+        editing=first[3],
+        draft=tuple(first[4] or ()),
+        turn=first[5],
+        answers={row[8]: row[9] for row in rows if row[8] is not None},
+        moved_by_update=first[6],
+        moved_at=_utc(first[7]),
     )
 
 
@@ -359,12 +360,17 @@ def _save_unmoved(answer: bool, claim: bool) -> Select[Any]:
     return stmt
 
 
-_SAVES_UNMOVED = {(answer, claim): _save_unmoved(answer, claim) for answer in (False, True) for claim in (False, True)}
+_SAVES_UNMOVED = {
+    (answer, claim): DriverStatement(_save_unmoved(answer, claim))
+    for answer in (False, True)
+    for claim in (False, True)
+}
+_READ_ACTIVE = DriverStatement(_ACTIVE)
 
 
 async def read_active(conn: AsyncConnection, user_id: int) -> StoredFlow | None:
-    """The physician's active session with its answers, read without a lock (see `save_unmoved`)."""
-    return _one_flow((await conn.execute(_ACTIVE, {"user_id": user_id})).all())
+    """The physician's active session with its answers, read without a lock (see `save_unmoved`). PostgreSQL."""
+    return _one_flow(await _READ_ACTIVE.fetch(conn, {"user_id": user_id}))
 
 
 async def save_unmoved(
@@ -402,9 +408,10 @@ async def save_unmoved(
         params.update(new_key=added[0], new_value=stored[added[0]])
     if claim is not None:
         params.update(claimed_id=update_id, claimed_day=claim)
-    turn = (await conn.execute(_SAVES_UNMOVED[bool(added), claim is not None], params)).scalar_one_or_none()
-    if turn is None:
+    rows = await _SAVES_UNMOVED[bool(added), claim is not None].fetch(conn, params)
+    if not rows:
         return None
+    turn = rows[0][0]
     return StoredFlow(flow.id, "active", current_key, editing, tuple(draft), turn, stored, update_id, now)
 
 

@@ -4,8 +4,9 @@ update is applied only while it still answers the current question. SQLite and P
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
@@ -17,6 +18,7 @@ from bot.dialogue import Dialogue, Reply
 from bot.update_guard import AlreadyProcessed, UpdateGuard, begin_update, claiming_sessions, settle_update
 from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
 from db import processed_updates
+from db.engine import DriverStatement
 from db.models import FlowSession, ProcessedUpdate
 from db.repository import StoredFlow, active_flow, read_active, save_unmoved
 from tests.harness import answer_data
@@ -177,19 +179,26 @@ async def test_an_update_without_database_work_is_claimed_after_its_handlers(ses
     assert shown == ["help", "help"] and await _count(sessions) == 1
 
 
-def _statements(engine: AsyncEngine) -> list[str]:
-    """The SQL statements the engine runs from now on (a listener on its sync engine)."""
+def _statements(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL statements run from now on, through the engine or on the driver's connection (`DriverStatement`)."""
     seen: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         seen.append(statement.split(None, 1)[0].upper())
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)
+    fetch = DriverStatement.fetch
+
+    async def driver_fetch(self: DriverStatement, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+        seen.append(self.sql.split(None, 1)[0].upper())
+        return await fetch(self, conn, params)
+
+    monkeypatch.setattr(DriverStatement, "fetch", driver_fetch)
     return seen
 
 
 async def test_a_usual_tap_is_two_statements_on_postgresql_and_its_update_is_still_claimed_once(
-    engine: AsyncEngine, sessions: Sessions
+    engine: AsyncEngine, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     guard = UpdateGuard(sessions)
     dialogue = Dialogue(claiming_sessions(engine))
@@ -197,7 +206,7 @@ async def test_a_usual_tap_is_two_statements_on_postgresql_and_its_update_is_sti
     start = await _as_update(guard, 60, lambda: dialogue.command(user, "start"))  # the day's first claim prunes
     assert isinstance(start, Reply)
     tap = answer_data(start, "md")
-    statements = _statements(engine)
+    statements = _statements(engine, monkeypatch)
     moved = await _as_update(guard, 61, lambda: dialogue.press(user, tap))
     assert isinstance(moved, Reply) and moved.edit is not None and moved.send, "answered, the next question follows"
     if engine.dialect.name == "postgresql":
