@@ -11,15 +11,16 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import roadmap_view, texts
 from bot.calendar_file import ics_bytes, ics_filename
 from bot.exam_calendar import stored_sittings
+from bot.known_flows import KnownFlows
 from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
 from bot.settings import Settings
 from bot.update_guard import claim_for_statement, claimed_by_statement
@@ -127,6 +128,7 @@ class Dialogue:
             else None
         )
         """PostgreSQL: autocommit connections for the unlocked tap (`_press_unlocked`)."""
+        self.known = KnownFlows()
         self.settings = settings or Settings.model_construct()
         self.engine = engine or FlowEngine()
         self.defn = self.engine.defn
@@ -139,7 +141,11 @@ class Dialogue:
         verb = (data or "").split(":", 1)[0]
         return next((p for p in self.plugins if verb in p.verbs), None)
 
-    async def _tx(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _tx(self, work: Callable[[AsyncSession], Awaitable[T]], user_id: int | None = None) -> T:
+        """Run `work` in a transaction; a physician's flows seen by the unlocked tap are forgotten first, as the
+        work may change them (the tap would only find out by a failed save)."""
+        if user_id is not None:
+            self.known.forget(user_id)
         async with self.sessions() as session, session.begin():
             return await work(session)
 
@@ -173,7 +179,7 @@ class Dialogue:
                 await sources.attribute(session, user_id, args.strip().lower(), self.settings.current_date())
             return await handler(session, user_id)
 
-        return await self._tx(run)
+        return await self._tx(run, user_id)
 
     async def press(self, user_id: int, data: str | None) -> Reply:
         plugin = self._plugin_for_press(data)
@@ -181,7 +187,7 @@ class Dialogue:
             return await plugin.press(user_id, data)
         press = parse_press(data)
         if press is not None and press.verb == _ERASE:
-            return await self._tx(lambda s: self._erase(s, user_id, press.args[0], press.args[1] == "y"))
+            return await self._tx(lambda s: self._erase(s, user_id, press.args[0], press.args[1] == "y"), user_id)
         if press is not None and press.verb in _MOVES and self.unlocked is not None:
             unlocked = await self._press_unlocked(self.unlocked, user_id, press)
             if unlocked is not None:
@@ -193,7 +199,7 @@ class Dialogue:
                 return await self._resync(session, user_id, texts.UNKNOWN_BUTTON)
             return await self._press(session, user_id, press, flow or await repo.latest_flow(session, user_id))
 
-        return await self._tx(run)
+        return await self._tx(run, user_id)
 
     async def text(self, user_id: int, text: str | None) -> Reply:
         if text is not None:
@@ -205,47 +211,70 @@ class Dialogue:
         async def run(session: AsyncSession) -> Reply:
             return await self._text(session, user_id, text, await repo.lock_flow(session, user_id))
 
-        return await self._tx(run)
+        return await self._tx(run, user_id)
 
     async def _press_unlocked(self, unlocked: AsyncEngine, user_id: int, press: Press) -> Reply | None:
-        """The usual tap, an answer or a tick that leaves the flow open, in two statements and no transaction: the
-        session read without a lock, then saved by a compare-and-set of its turn together with the update's claim.
-        Against BEGIN, the claim, the lock, the read, the save and COMMIT that is four round trips fewer, and the
-        physician's order holds all the same: the save applies only if nobody moved the session since the read.
-        None sends the press the locked way, which decides it under the lock as before: the first tap of a day
-        (old claims are pruned), a press for another turn, an invalid one, the last answer (it also stores the
-        recommendation), an edit of an earlier answer, a session moved meanwhile, or an update claimed already."""
+        """The usual tap, an answer or a tick that leaves the flow open, without a transaction: the session as this
+        process last saw it (`bot.known_flows`) or else read without a lock, then saved by a compare-and-set of its
+        turn together with the update's claim. One round trip to the database, two after a read, against BEGIN,
+        the claim, the lock, the read, the save and COMMIT; the physician's order holds all the same, as the save
+        applies only if nobody moved the session since it was seen. None sends the press the locked way, which
+        decides it under the lock as before: the first tap of a day (old claims are pruned), a press for another
+        turn, an invalid one, the last answer (it also stores the recommendation), an edit of an earlier answer, a
+        session moved meanwhile, or an update claimed already."""
         claim = claim_for_statement()
         if claim is False:
             return None
+        claim_day = claim[1] if isinstance(claim, tuple) and claim[0] == CURRENT_UPDATE.get() else None
         async with unlocked.connect() as conn:
+            known = self.known.get(user_id)
+            if known is not None and known[0].turn == press.turn:
+                try:
+                    reply = await self._save_unlocked(conn, user_id, press, *known, claim_day)
+                except IntegrityError:  # the update was claimed already: the locked way says so
+                    return None
+                if reply is not None:
+                    return reply
             flow = await repo.read_active(conn, user_id)
             if flow is None or flow.turn != press.turn:
                 return None
-            state = self._state(flow)
             try:
-                moved = self._move(state, press)
-            except FlowError:
+                return await self._save_unlocked(conn, user_id, press, flow, self._state(flow), claim_day)
+            except IntegrityError:
                 return None
-            if moved.complete:
-                return None
-            update_id = CURRENT_UPDATE.get()
-            try:
-                saved = await repo.save_unmoved(
-                    conn,
-                    flow,
-                    current_key=moved.current,
-                    editing=moved.editing,
-                    draft=moved.draft,
-                    answers=_stored(moved),
-                    update_id=update_id,
-                    claim=claim[1] if isinstance(claim, tuple) and claim[0] == update_id else None,
-                )
-            except IntegrityError:  # the update was claimed already: the locked way says so
-                return None
+
+    async def _save_unlocked(
+        self,
+        conn: AsyncConnection,
+        user_id: int,
+        press: Press,
+        flow: repo.StoredFlow,
+        state: FlowState,
+        claim_day: date | None,
+    ) -> Reply | None:
+        """Apply the press to the flow as seen and save it if nobody moved it since; None when that failed or the
+        move is not the unlocked tap's to make."""
+        try:
+            moved = self._move(state, press)
+        except FlowError:
+            return None
+        if moved.complete:
+            return None
+        saved = await repo.save_unmoved(
+            conn,
+            flow,
+            current_key=moved.current,
+            editing=moved.editing,
+            draft=moved.draft,
+            answers=_stored(moved),
+            update_id=CURRENT_UPDATE.get(),
+            claim=claim_day,
+        )
         if saved is None:
+            self.known.forget(user_id)
             return None
         claimed_by_statement()
+        self.known.put(user_id, saved, moved)
         if press.verb == "t":
             return Reply(edit=self._question_screen(moved, saved.turn))
         return self._moved_on(state, moved, press.args[0], saved.turn)

@@ -216,6 +216,19 @@ async def test_a_usual_tap_is_two_statements_on_postgresql_and_its_update_is_sti
         flow = await active_flow(session, user)
     assert flow is not None and len(flow.answers) == 1 and flow.moved_by_update == 61
 
+    # the next tap starts from the flow as this process saved it: one compare-and-set, no read
+    statements.clear()
+    next_tap = answer_data(moved, "active")
+    step_3 = await _as_update(guard, 62, lambda: dialogue.press(user, next_tap))
+    assert isinstance(step_3, Reply) and "Step 3 of" in step_3.send[0].text
+    if engine.dialect.name == "postgresql":
+        assert statements == ["WITH"], "the unlocked tap from the flow it knew"
+        known = dialogue.known.get(user)
+        assert known is not None and known[1] == dialogue._state(known[0]), "the kept state is the stored one"
+    assert await _count(sessions) == 3
+    async with sessions() as session:
+        flow = await active_flow(session, user)
+
     try:  # Telegram delivers the same tap again: the locked way finds the claim, nothing changes
         await _as_update(guard, 61, lambda: dialogue.press(user, tap))
     except AlreadyProcessed:
@@ -224,7 +237,24 @@ async def test_a_usual_tap_is_two_statements_on_postgresql_and_its_update_is_sti
         raise AssertionError("a repeated tap was processed")
     async with sessions() as session:
         assert await active_flow(session, user) == flow
-    assert await _count(sessions) == 2
+    assert await _count(sessions) == 3
+
+
+async def test_a_flow_another_process_moved_is_read_again_before_the_tap_applies(engine: AsyncEngine) -> None:
+    here, there = Dialogue(claiming_sessions(engine)), Dialogue(claiming_sessions(engine))  # two processes
+    user = 6262
+    start = await here.command(user, "start")
+    step_2 = await here.press(user, answer_data(start, "md"))
+    # the other process takes the physician's next tap; this one still knows the flow at step 2
+    step_3 = await there.press(user, answer_data(step_2, "active"))
+    assert "Step 3 of" in step_3.send[0].text
+    stale = await here.press(user, answer_data(step_2, "willing"))  # the step 2 screen tapped again
+    assert stale.notice == texts.STALE_BUTTON
+    moved = await here.press(user, answer_data(step_3, ("none",)))
+    assert "Step 4 of" in moved.send[0].text
+    async with engine.connect() as conn:
+        flow = await active_flow_of(conn, user)
+    assert flow is not None and flow.answers == {"profession": "md", "ca_license": "active", "other_states": ["none"]}
 
 
 async def test_an_unlocked_save_applies_only_to_the_session_as_it_was_read(engine: AsyncEngine) -> None:
@@ -261,3 +291,10 @@ async def test_an_unlocked_save_applies_only_to_the_session_as_it_was_read(engin
 async def processed_updates_claim(engine: AsyncEngine, update_id: int) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: processed_updates.claim_on(sync, update_id, date(2026, 3, 1)))
+
+
+async def active_flow_of(conn: AsyncConnection, user_id: int) -> StoredFlow | None:
+    if conn.dialect.name == "postgresql":
+        return await read_active(conn, user_id)
+    async with AsyncSession(conn) as session:
+        return await active_flow(session, user_id)
