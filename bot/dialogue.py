@@ -71,6 +71,8 @@ _VERBS = {
 _MOVES = frozenset("atmd")
 """The verbs that answer or tick within the current question: the presses the unlocked tap may take."""
 _ARG = re.compile(r"^[A-Za-z0-9_+]{1,40}$")
+_MOVED_MEANWHILE = Reply()
+"""`Dialogue._save_unlocked`: the session was not as seen (read it and try again)."""
 _ERASE = "x"
 
 
@@ -233,15 +235,16 @@ class Dialogue:
                     reply = await self._save_unlocked(conn, user_id, press, *known, claim_day)
                 except IntegrityError:  # the update was claimed already: the locked way says so
                     return None
-                if reply is not None:
+                if reply is not _MOVED_MEANWHILE:
                     return reply
             flow = await repo.read_active(conn, user_id)
             if flow is None or flow.turn != press.turn:
                 return None
             try:
-                return await self._save_unlocked(conn, user_id, press, flow, self._state(flow), claim_day)
+                reply = await self._save_unlocked(conn, user_id, press, flow, self._state(flow), claim_day)
             except IntegrityError:
                 return None
+            return None if reply is _MOVED_MEANWHILE else reply
 
     async def _save_unlocked(
         self,
@@ -252,13 +255,14 @@ class Dialogue:
         state: FlowState,
         claim_day: date | None,
     ) -> Reply | None:
-        """Apply the press to the flow as seen and save it if nobody moved it since; None when that failed or the
-        move is not the unlocked tap's to make."""
+        """Apply the press to the flow as seen and save it if nobody moved it since: the reply, None when the move is
+        not the unlocked tap's to make, `_MOVED_MEANWHILE` when the save found the session moved on."""
         try:
             moved = self._move(state, press)
         except FlowError:
             return None
-        if moved.complete:
+        answers = _stored(moved)
+        if moved.complete or not repo.saves_unmoved(flow, answers):
             return None
         saved = await repo.save_unmoved(
             conn,
@@ -266,13 +270,13 @@ class Dialogue:
             current_key=moved.current,
             editing=moved.editing,
             draft=moved.draft,
-            answers=_stored(moved),
+            answers=answers,
             update_id=CURRENT_UPDATE.get(),
             claim=claim_day,
         )
         if saved is None:
             self.known.forget(user_id)
-            return None
+            return _MOVED_MEANWHILE
         claimed_by_statement()
         self.known.put(user_id, saved, moved)
         if press.verb == "t":

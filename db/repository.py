@@ -368,6 +368,12 @@ _SAVES_UNMOVED = {
 _READ_ACTIVE = DriverStatement(_ACTIVE)
 
 
+def saves_unmoved(flow: StoredFlow, answers: Mapping[str, AnswerValue]) -> bool:
+    """Whether `save_unmoved` can save this move: it adds one answer at most, and changes or removes none."""
+    _, gone, added, changed = _changes(flow, answers)
+    return not gone and not changed and len(added) <= 1
+
+
 async def read_active(conn: AsyncConnection, user_id: int) -> StoredFlow | None:
     """The physician's active session with its answers, read without a lock (see `save_unmoved`). PostgreSQL."""
     return _one_flow(await _READ_ACTIVE.fetch(conn, {"user_id": user_id}))
@@ -385,13 +391,13 @@ async def save_unmoved(
     claim: date | None = None,
 ) -> StoredFlow | None:
     """Save a move of `flow`, read by `read_active`, as one statement on an autocommit connection: the compare-and-
-    set of the turn stands in for the physician's lock. Only for a move that adds at most one answer and keeps the
-    session active; None when it does not apply or the session moved since it was read (the caller then takes the
-    locked way, which sees why). `claim`: the day to claim `update_id` on, in the same statement.
+    set of the turn stands in for the physician's lock. Only for a move that keeps the session active and that
+    `saves_unmoved`; None when the session moved since it was read. `claim`: the day to claim `update_id` on, in
+    the same statement.
     Raises IntegrityError when the update was claimed already."""
     stored, gone, added, changed = _changes(flow, answers)
     if gone or changed or len(added) > 1 or (claim is not None and update_id is None):
-        return None
+        raise ValueError("not a move for save_unmoved (see saves_unmoved)")
     now = utcnow()
     params: dict[str, Any] = {
         "flow_id": flow.id,
