@@ -1,8 +1,10 @@
 """The conversation, independent of the transport: a command, a button press or a text in, screens out.
 
 Telegram (`bot.handlers`) and the console (`bot.console`) both drive this class, so the physician gets the
-same flow everywhere. State lives in the database only: every event loads the physician's session under a
-row lock, applies one engine move, saves, and then says what to show.
+same flow everywhere. State lives in the database: an event loads the physician's session under a row lock,
+applies one engine move, saves, and then says what to show. The usual tap on PostgreSQL skips the lock: it saves
+its move as a compare-and-set of the session's turn (`_press_unlocked`), starting from the flow this process last
+saw when it has one (a cache the compare-and-set checks, not state of its own).
 """
 
 from __future__ import annotations
@@ -124,12 +126,10 @@ class Dialogue:
     ) -> None:
         self.sessions = sessions
         bind = sessions.kw.get("bind")
-        self.unlocked = (
-            bind.execution_options(isolation_level="AUTOCOMMIT")
-            if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql"
-            else None
-        )
-        """PostgreSQL: autocommit connections for the unlocked tap (`_press_unlocked`)."""
+        self.unlocked = bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
+        """PostgreSQL: the engine whose pooled connections the unlocked tap (`_press_unlocked`) borrows; it runs its
+        statements on the driver's connection outside any transaction (`db.engine.DriverStatement`), so each one
+        commits by itself."""
         self.known = KnownFlows()
         self.settings = settings or Settings.model_construct()
         self.engine = engine or FlowEngine()

@@ -52,7 +52,8 @@ async def run_core(session: AsyncSession, statement: Executable, params: Any = N
 class DriverStatement:
     """A Core statement compiled once for asyncpg and run on the driver's own connection (PostgreSQL only).
 
-    For the two statements of the usual tap (`db.repository.read_active`, `save_unmoved`): SQLAlchemy's execution
+    For the statements of the usual tap (`db.repository.read_active`, `save_unmoved`), on a connection where
+    SQLAlchemy has begun no transaction, so each statement commits by itself. SQLAlchemy's execution
     (the compiled cache, the parameters, the cursor and result wrappers, a greenlet switch) costs about as much CPU
     as asyncpg's whole round trip. Parameters go through the columns' own bind processors (JSON is serialised as
     SQLAlchemy would); rows come back as asyncpg records, JSON decoded by the codec SQLAlchemy's dialect installs

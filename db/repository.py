@@ -390,8 +390,8 @@ async def save_unmoved(
     update_id: int | None = None,
     claim: date | None = None,
 ) -> StoredFlow | None:
-    """Save a move of `flow`, read by `read_active`, as one statement on an autocommit connection: the compare-and-
-    set of the turn stands in for the physician's lock. Only for a move that keeps the session active and that
+    """Save a move of `flow`, read by `read_active`, as one statement that commits by itself: the compare-and-set of
+    the turn stands in for the physician's lock. Only for a move that keeps the session active and that
     `saves_unmoved`; None when the session moved since it was read. `claim`: the day to claim `update_id` on, in
     the same statement.
     Raises IntegrityError when the update was claimed already."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,7 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-async def fresh_database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+async def fresh_database_url(backend: str, tmp_path: Path) -> AsyncGenerator[str, None]:
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'medlegal-test.db'}"
         return

@@ -1,0 +1,101 @@
+"""The unlocked tap (PostgreSQL) decides every press exactly as the locked way does (SQLite has only that one).
+
+Hypothesis drives the same random taps - on the current, an older or a never-shown button - through a dialogue on
+PostgreSQL and one on SQLite, with a second PostgreSQL dialogue (another process) taking some of the taps, so the
+first one's known flow goes stale under it; the replies and the stored flows must be the same on both databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.dialogue import Dialogue, Reply
+from db import migrate
+from db.engine import make_engine, make_session_factory
+from db.repository import StoredFlow, latest_flow
+from tests.conftest import fresh_database_url
+
+pytestmark = pytest.mark.postgres
+
+taps = st.lists(
+    st.tuples(
+        st.integers(0, 1_000),  # which button of the reply
+        st.sampled_from(["last", "last", "older"]),  # which reply: the latest, or one further back
+        st.sampled_from(["here", "here", "there"]),  # which PostgreSQL process takes the tap
+    ),
+    min_size=1,
+    max_size=24,
+)
+
+
+def _shown(reply: Reply) -> list[tuple[str, list[str]]]:
+    return [(screen.text, [b.data for b in screen.buttons()]) for screen in reply.screens()]
+
+
+async def _stored(engine: AsyncEngine, user: int) -> StoredFlow | None:
+    async with make_session_factory(engine)() as session:
+        flow = await latest_flow(session, user)
+    return None if flow is None else StoredFlow(**{**flow.__dict__, "id": 0, "moved_at": None})
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner() as loop:
+        yield loop
+
+
+def test_random_taps_get_the_same_answers_with_and_without_the_lock(runner: asyncio.Runner, tmp_path: Path) -> None:
+    databases = [fresh_database_url(kind, tmp_path) for kind in ("postgres", "sqlite")]
+    engines = [make_engine(runner.run(_first(database))) for database in databases]
+    try:
+        for engine in engines:
+            runner.run(migrate.upgrade(engine))
+        pg, lite = engines
+        here, there = Dialogue(make_session_factory(pg)), Dialogue(make_session_factory(pg))  # two processes
+        only = Dialogue(make_session_factory(lite))
+        assert here.unlocked is not None and only.unlocked is None
+        users = itertools.count(8_000_000)
+
+        @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+        @given(taps)
+        def run(steps: list[tuple[int, str, str]]) -> None:
+            runner.run(_compare(next(users), steps, here, there, only))
+
+        run()
+    finally:
+        for engine in engines:
+            runner.run(engine.dispose())
+        for database in databases:
+            runner.run(database.aclose())  # drops the PostgreSQL database
+
+
+async def _first(database: AsyncGenerator[str, None]) -> str:
+    return await anext(database)
+
+
+async def _compare(
+    user: int, steps: list[tuple[int, str, str]], here: Dialogue, there: Dialogue, only: Dialogue
+) -> None:
+    first = await here.command(user, "start")
+    assert _shown(first) == _shown(await only.command(user, "start"))
+    replies = [first]
+    for button, which, where in steps:
+        reply = replies[-1] if which == "last" or len(replies) == 1 else replies[-2 - button % (len(replies) - 1)]
+        datas = [b.data for screen in reply.screens() for b in screen.buttons()]
+        if not datas:
+            continue
+        data = datas[button % len(datas)]
+        on_pg = await (here if where == "here" else there).press(user, data)
+        on_lite = await only.press(user, data)
+        assert _shown(on_pg) == _shown(on_lite), data
+        assert on_pg.notice == on_lite.notice, data
+        replies.append(on_pg)
+    assert await _stored(here.sessions.kw["bind"], user) == await _stored(only.sessions.kw["bind"], user)
