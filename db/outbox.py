@@ -37,6 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from db.engine import run_core
 from db.models import Broadcast, OutboxMessage, Subscription, User, utcnow
 
 PENDING, IN_FLIGHT, SENT, FAILED, SKIPPED = "pending", "in_flight", "sent", "failed", "skipped"
@@ -559,9 +560,12 @@ async def set_subscribed(session: AsyncSession, user_id: int, active: bool) -> N
     await session.execute(stmt)
 
 
+_IS_SUBSCRIBED = select(Subscription.active).where(Subscription.user_id == bindparam("user_id"))
+"""Built once: every roadmap on screen asks (see `db.engine.run_core`)."""
+
+
 async def is_subscribed(session: AsyncSession, user_id: int) -> bool:
-    stmt = select(Subscription.active).where(Subscription.user_id == user_id)
-    return bool((await session.execute(stmt)).scalar_one_or_none())
+    return bool((await run_core(session, _IS_SUBSCRIBED, {"user_id": user_id})).scalar_one_or_none())
 
 
 async def active_subscribers(session: AsyncSession) -> list[int]:
