@@ -277,7 +277,8 @@ class Dialogue:
         if saved is None:
             self.known.forget(user_id)
             return _MOVED_MEANWHILE
-        claimed_by_statement()
+        if claim_day is not None:
+            claimed_by_statement()
         self.known.put(user_id, saved, moved)
         if press.verb == "t":
             return Reply(edit=self._question_screen(moved, saved.turn))
