@@ -126,7 +126,7 @@ def claiming_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def claim_for_statement() -> tuple[int, date] | bool:
-    """For work saved by one autocommit statement of its own (`Dialogue`'s unlocked tap), which claims the update
+    """For work saved by one statement that commits by itself (`Dialogue`'s unlocked tap), which claims the update
     inside that statement: (update_id, day) to claim; True when the current task handles no update (nothing to
     claim); False when the claim must go the usual way, in a transaction (the day's prune of old claims is still
     due, or the update was claimed already). Call `claimed_by_statement` once the statement has committed."""

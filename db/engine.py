@@ -80,7 +80,7 @@ class DriverStatement:
         for name in self._names:
             value = params[name] if name in params else self._fixed[name]
             process = self._process.get(name)
-            args.append(value if process is None or value is None else process(value))
+            args.append(value if process is None else process(value))
         return args
 
     async def fetch(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
