@@ -69,7 +69,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-async def lock_user(session: AsyncSession, user_id: int) -> User:
+async def lock_user(session: AsyncSession, user_id: int) -> None:
     """Create the user if new, then lock its row so one physician's updates apply one at a time.
 
     On PostgreSQL this is a row lock held until the transaction ends, which serialises updates for the
@@ -77,16 +77,16 @@ async def lock_user(session: AsyncSession, user_id: int) -> User:
     one. SQLite serialises writers by itself: there the insert goes first, so that the transaction holds the
     write lock from its start and never has to upgrade a read snapshot (which would fail, not wait).
     """
-    locked = select(User).where(User.id == user_id).with_for_update()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        user = (await session.execute(locked)).scalar_one_or_none()
-        if user is not None:
-            return user
-    ins = pg_insert(User) if dialect == "postgresql" else sqlite_insert(User)
+    params = {"user_id": user_id}
+    if session.get_bind().dialect.name == "postgresql":
+        if (await run_core(session, _LOCK_USER, params)).first() is not None:
+            return
+        now = utcnow()
+        await run_core(session, _ADD_USER_PG, {"id": user_id, "created_at": now, "updated_at": now})
+        await run_core(session, _LOCK_USER, params)
+        return
     now = utcnow()
-    await session.execute(ins.values(id=user_id, created_at=now, updated_at=now).on_conflict_do_nothing())
-    return (await session.execute(locked)).scalar_one()
+    await run_core(session, _ADD_USER_SQLITE, {"id": user_id, "created_at": now, "updated_at": now})
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
@@ -157,6 +157,7 @@ _SAVE = (
 )
 _ADD_ANSWERS = insert(_answers)
 _ADD_USER_SQLITE = sqlite_insert(User).on_conflict_do_nothing()
+_ADD_USER_PG = pg_insert(User).on_conflict_do_nothing()
 _SAVE_WITH_ANSWER = insert(_answers).from_select(
     ["session_id", "question_key", "value", "created_at", "updated_at"],
     select(
@@ -192,22 +193,33 @@ async def lock_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
     first time costs `lock_user`'s insert on top. SQLite serialises writers: the user insert takes its write lock
     first, then the read needs no lock of its own.
     """
-    params = {"user_id": user_id}
-    if session.get_bind().dialect.name == "postgresql":
-        if (await run_core(session, _LOCK_USER, params)).first() is None:
-            await lock_user(session, user_id)
-    else:
-        now = utcnow()
-        await run_core(session, _ADD_USER_SQLITE, {"id": user_id, "created_at": now, "updated_at": now})
-    return _one_flow((await run_core(session, _ACTIVE, params)).all())
+    await lock_user(session, user_id)
+    return _one_flow((await run_core(session, _ACTIVE, {"user_id": user_id})).all())
+
+
+_LATEST = _with_answers(
+    _flows.c.id
+    == select(_flows.c.id)
+    .where(_flows.c.user_id == bindparam("user_id"))
+    .order_by(_flows.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_LAST_TURN = (
+    select(_flows.c.turn).where(_flows.c.user_id == bindparam("user_id")).order_by(_flows.c.turn.desc()).limit(1)
+)
+_CLOSE_ACTIVE = (
+    update(_flows)
+    .where(_flows.c.user_id == bindparam("of_user"), _flows.c.status == "active")
+    .values(status=bindparam("to_status"), updated_at=bindparam("now"))
+)
+_START = insert(_flows).returning(_flows.c.id)
+"""The statements of /start and a new flow, built once like the tap's."""
 
 
 async def latest_flow(session: AsyncSession, user_id: int) -> StoredFlow | None:
     """The most recent session of any status (for "welcome back" and the recommendation on /start)."""
-    latest = (
-        select(_flows.c.id).where(_flows.c.user_id == user_id).order_by(_flows.c.id.desc()).limit(1).scalar_subquery()
-    )
-    return _one_flow((await session.execute(_with_answers(_flows.c.id == latest))).all())
+    return _one_flow((await run_core(session, _LATEST, {"user_id": user_id})).all())
 
 
 async def start_flow(
@@ -223,26 +235,21 @@ async def start_flow(
     await close_active(session, user_id, replaced_status)
     turn = await _last_turn(session, user_id) + 1
     now = utcnow()
-    inserted = insert(_flows).values(
-        user_id=user_id, status="active", current_key=current_key, editing=False, draft=[], turn=turn,
-        moved_by_update=update_id, created_at=now, updated_at=now,
-    )  # fmt: skip
-    flow_id = (await session.execute(inserted.returning(_flows.c.id))).scalar_one()
+    row = {
+        "user_id": user_id, "status": "active", "current_key": current_key, "editing": False, "draft": [],
+        "turn": turn, "moved_by_update": update_id, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    flow_id = (await run_core(session, _START, row)).scalar_one()
     return StoredFlow(flow_id, "active", current_key, False, (), turn, {}, update_id, now)
 
 
 async def _last_turn(session: AsyncSession, user_id: int) -> int:
     """Turns keep growing across a user's sessions, so a button from an old session never matches a new one."""
-    stmt = select(FlowSession.turn).where(FlowSession.user_id == user_id).order_by(FlowSession.turn.desc()).limit(1)
-    return (await session.execute(stmt)).scalar_one_or_none() or 0
+    return (await run_core(session, _LAST_TURN, {"user_id": user_id})).scalar_one_or_none() or 0
 
 
 async def close_active(session: AsyncSession, user_id: int, status: str) -> bool:
-    result = await session.execute(
-        update(_flows)
-        .where(_flows.c.user_id == user_id, _flows.c.status == "active")
-        .values(status=status, updated_at=utcnow())
-    )
+    result = await run_core(session, _CLOSE_ACTIVE, {"of_user": user_id, "to_status": status, "now": utcnow()})
     return bool(getattr(result, "rowcount", 0))
 
 

@@ -54,14 +54,15 @@ async def _active(sessions: Sessions, user_id: int) -> repo.StoredFlow | None:
 
 async def test_lock_user_creates_once_and_is_idempotent(sessions: Sessions) -> None:
     async with sessions() as s, s.begin():
-        first = await repo.lock_user(s, USER)
+        await repo.lock_user(s, USER)
+        first = await repo.get_user(s, USER)
+        assert first is not None
         created = first.created_at
-        again = await repo.lock_user(s, USER)  # same transaction
-        assert again.id == USER
+        await repo.lock_user(s, USER)  # same transaction
     async with sessions() as s, s.begin():
-        later = await repo.lock_user(s, USER)  # another transaction
-        assert later.id == USER
-        assert later.created_at == created
+        await repo.lock_user(s, USER)  # another transaction
+        later = await repo.get_user(s, USER)
+        assert later is not None and later.created_at == created
     assert await _count(sessions, User) == 1
     async with sessions() as s:
         assert (await repo.get_user(s, USER)) is not None
