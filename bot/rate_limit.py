@@ -31,10 +31,12 @@ Requests that are not messages (getMe, answerCallbackQuery, setMyCommands, ...) 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import contextvars
 import functools
 import logging
+import math
 import time
 import warnings
 from collections import deque
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 RateLimitArgs = dict[str, Any]
 Result = bool | dict[str, Any] | list[dict[str, Any]]
+Reservation = tuple[float | None, float, float]
+"""(seconds until the reserved slot, 0, the slot's key for `release`/`late`), or (None, seconds to wait, 0)."""
 
 BULK = "bulk"
 MARGIN = 0.02
@@ -71,6 +75,18 @@ BULK_BEHIND = 0.005
 as a slot went by, the slot is used a moment late instead of lost (a tenth of the slots at 1,000/s). A message so
 sent and one sent up to `LATE` after its slot still leave any second at most (1 + 0.010) / (1 + MARGIN) of the
 limit, with the rest of the margin for jitter; after a 429's pause there is nothing to make up."""
+WINDOW = 1.015
+"""The memory schedule's window in seconds: Telegram counts a second, and the 15 ms on top absorb a message sent
+up to `EARLY` before or `LATE` after its slot plus 9 ms of jitter on the way to Telegram (the ceiling is 98.5%)."""
+SPARE = 0.005
+"""The share of each window bulk leaves to replies in the memory schedule (5 places at 1,000/s, none at 30/s,
+where a reply waits at most for the next slot, as on the even schedule)."""
+CATCH_UP = 0.25
+"""How far (seconds) the memory schedule's bulk pacing may fall behind the clock while sending: a stall (a GC pause,
+every lane busy) is made up afterwards, as far as the window allows, instead of lost."""
+SPEEDUP = 1.5
+"""The memory schedule's bulk catches up at most this many times the rate: a burst as fast as the lanes go would
+pile requests up at Telegram and widen their jitter (and a second later the window frees them all at once)."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -108,52 +124,103 @@ def _chat_key(value: object) -> int | str | None:
 
 
 class Schedule(Protocol):
-    """The bot-wide slots: `reserve` gives (seconds until the reserved slot, 0) or (None, seconds to wait)."""
+    """The bot-wide slots: `reserve` gives a `Reservation` (a slot, or how long to wait before asking again)."""
 
-    async def reserve(self, bulk: bool) -> tuple[float | None, float]: ...
+    async def reserve(self, bulk: bool) -> Reservation: ...
+
+    async def release(self, key: float) -> None:
+        """Give back a reserved slot whose message did not go out."""
+
+    async def late(self, key: float) -> bool:
+        """The message could not go out within `LATE` of its slot: True if it must reserve a new one (the slot is
+        given back), False if it goes now (the schedule moved on a full interval after it)."""
 
     async def pause(self, seconds: float) -> None: ...
-
-    async def late(self) -> None:
-        """A message went out later than its slot: keep the next slot a full interval after it."""
 
     async def close(self) -> None: ...
 
 
 class MemorySchedule:
-    """The schedule in this process's memory (SQLite: one bot process)."""
+    """A sliding-window log of this process's sends (SQLite: one bot process, so the log sees every message).
+
+    `times` holds the reserved send times, sorted (every reservation is at or after the previous one), of which
+    only the last `limit` matter: a message may go at `t` when the one `limit` places back went at or before
+    `t - window`, so no `window` ever holds more than `limit`. Bulk also keeps `spare` places of each window free
+    for replies, and is paced on an even grid `window / (limit - spare)` apart that may lag up to `catch_up`
+    seconds behind the clock: after a stall the lanes send what the stall left unused as fast as the log allows,
+    then settle back to even spacing.
+    """
 
     def __init__(
         self,
-        interval: float,
+        limit: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        window: float = WINDOW,
         ahead: float = 0.0,
-        behind: float = 0.0,
+        spare: int = 0,
+        catch_up: float = 0.0,
+        speedup: float = SPEEDUP,
     ) -> None:
-        self.interval = interval
-        self.ahead = max(interval, ahead)
-        self.behind = behind
+        self.limit = max(1, limit)
+        self.window = window
+        self.spare = min(max(0, spare), self.limit - 1)
+        self.spacing = window / (self.limit - self.spare)
+        self.ahead = ahead  # not a whole slot at low rates: a reply would wait for it and then for the next one
+        self.catch_up = catch_up
+        self.burst_spacing = self.spacing / max(1.0, speedup)
         self.clock = clock
-        self.next_at = 0.0
+        self.times: list[float] = []
+        self.next_at = -math.inf
+        self.last_bulk = -math.inf
         self.paused_until = 0.0
 
-    async def reserve(self, bulk: bool) -> tuple[float | None, float]:
+    def _free_at(self, places: int) -> float:
+        """The earliest time at which the log has fewer than `places` messages in the window before it."""
+        times = self.times
+        return times[-places] + self.window if len(times) >= places else -math.inf
+
+    async def reserve(self, bulk: bool) -> Reservation:
         now = self.clock()
-        earliest = now
+        times = self.times
+        slot = max(now, times[-1]) if times else now
         if bulk:
-            wait = max(self.next_at - self.ahead - now, self.paused_until - now)
-            if wait > 0:
-                return None, wait
-            earliest = max(now - self.behind, self.paused_until)
-        slot = max(self.next_at, earliest)
-        self.next_at = slot + self.interval
-        return slot - now, 0.0
+            slot = max(
+                slot,
+                self._free_at(self.limit - self.spare),
+                self.next_at,
+                self.last_bulk + self.burst_spacing,
+                self.paused_until,
+            )
+            if slot > now + self.ahead:
+                return None, slot - self.ahead - now, 0.0
+            # the pacing may lag (catch up) only while sending: not after an idle spell, nor from before a pause
+            behind = now - self.catch_up if times and times[-1] >= now - self.catch_up else now
+            self.next_at = max(self.next_at, behind, self.paused_until) + self.spacing
+            self.last_bulk = slot
+        else:
+            slot = max(slot, self._free_at(self.limit))
+        times.append(slot)
+        if len(times) > 2 * self.limit:
+            del times[: -self.limit]
+        return slot - now, 0.0, slot
+
+    async def release(self, key: float) -> None:
+        """Take the slot out of the log, and offer it again to bulk (the pacing only smooths; the log limits)."""
+        times = self.times
+        if math.isnan(key):
+            return
+        i = bisect.bisect_left(times, key)
+        if i < len(times) and times[i] == key:
+            del times[i]
+            self.next_at -= self.spacing
+
+    async def late(self, key: float) -> bool:
+        await self.release(key)
+        return True
 
     async def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
-
-    async def late(self) -> None:
-        self.next_at = max(self.next_at, self.clock() + self.interval)
 
     async def close(self) -> None:
         return None
@@ -201,12 +268,14 @@ class DatabaseSchedule:
     schedule (logged), so a reply still goes out, and returns to the shared row when the database answers again.
     """
 
-    def __init__(self, engine: AsyncEngine, interval: float, ahead: float = 0.0, behind: float = 0.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, interval: float, ahead: float = 0.0, behind: float = 0.0, fallback_limit: int = 0
+    ) -> None:
         self.engine = engine
         self.interval = interval
         self.ahead = max(interval, ahead)
         self.behind = behind
-        self.fallback = MemorySchedule(interval, ahead=ahead, behind=behind)
+        self.fallback = MemorySchedule(fallback_limit or max(1, round(1 / interval)), ahead=ahead)
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()
         self._failing_since: float | None = None
@@ -254,7 +323,7 @@ class DatabaseSchedule:
             self._failing_since = time.monotonic()
             log.warning("send rate falls back to this process's memory: %s", type(exc).__name__)
 
-    async def reserve(self, bulk: bool) -> tuple[float | None, float]:
+    async def reserve(self, bulk: bool) -> Reservation:
         if not bulk:
             return await self._reserve_reply()
         try:
@@ -262,14 +331,14 @@ class DatabaseSchedule:
                 _RESERVE.format(bulk=_BULK_ONLY), span=self.interval, ahead=self.ahead, behind=self.behind
             )
             if delay is not None:
-                return delay, 0.0
+                return delay, 0.0, math.nan
             wait = await self._run(_WAIT, ahead=self.ahead)
-            return None, max(wait or 0.0, 0.0005)
+            return None, max(wait or 0.0, 0.0005), 0.0
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return await self.fallback.reserve(bulk)
 
-    async def _reserve_reply(self) -> tuple[float | None, float]:
+    async def _reserve_reply(self) -> Reservation:
         """Join the replies waiting for a slot; whoever gets the lock first reserves for all of them."""
         mine: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._replies.append(mine)
@@ -280,7 +349,7 @@ class DatabaseSchedule:
                     first = await self._execute(_RESERVE.format(bulk=""), span=self.interval * len(batch), behind=0.0)
                 except (SQLAlchemyError, OSError) as exc:
                     self._failed(exc)
-                    for waiting in batch:
+                    for waiting in batch:  # a reply's slot in memory is never refused, nor given back
                         waiting.set_result((await self.fallback.reserve(False))[0] or 0.0)
                 except BaseException:  # this reply was cancelled: the next one to get the lock reserves for the rest
                     self._replies = [w for w in batch if w is not mine] + self._replies
@@ -288,7 +357,7 @@ class DatabaseSchedule:
                 else:
                     for i, waiting in enumerate(batch):
                         waiting.set_result((first or 0.0) + i * self.interval)
-        return mine.result(), 0.0
+        return mine.result(), 0.0, math.nan
 
     async def pause(self, seconds: float) -> None:
         await self.fallback.pause(seconds)
@@ -297,12 +366,18 @@ class DatabaseSchedule:
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
 
-    async def late(self) -> None:
-        await self.fallback.late()
+    async def release(self, key: float) -> None:
+        """A slot of the shared schedule is not given back (the other processes' slots already follow it)."""
+        await self.fallback.release(key)
+
+    async def late(self, key: float) -> bool:
+        if not math.isnan(key):  # a slot from the memory fallback
+            return await self.fallback.late(key)
         try:
             await self._run(_LATE, iv=self.interval)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
+        return False
 
     async def close(self) -> None:
         async with self._lock:
@@ -364,9 +439,13 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         self.interval = (1.0 + margin) / self.rate_limit
         self.max_retries = max_retries
         self.schedule: Schedule = (
-            DatabaseSchedule(engine, self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND)
+            DatabaseSchedule(
+                engine, self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND, fallback_limit=self.rate_limit
+            )
             if engine is not None and engine.dialect.name == "postgresql"
-            else MemorySchedule(self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND)
+            else MemorySchedule(
+                self.rate_limit, ahead=BULK_AHEAD, spare=int(self.rate_limit * SPARE), catch_up=CATCH_UP
+            )
         )
         self.chats = ChatWindows(chat_rate_limit)
         self._bulk_lock = asyncio.Lock()
@@ -397,39 +476,48 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                 if chat is not None and self.chats.wait(chat, time.monotonic()) > 0:
                     continue
                 while True:
-                    delay, wait = await self.schedule.reserve(bulk=True)
+                    delay, wait, key = await self.schedule.reserve(bulk=True)
                     if delay is not None:
                         break
                     await asyncio.sleep(min(wait, 1.0))
-                at = time.monotonic() + max(delay, 0.0)  # a slot in the past (BULK_BEHIND) is taken now
+                at = time.monotonic() + max(
+                    delay, 0.0
+                )  # a slot in the past (`BULK_BEHIND`, shared schedule) is taken now
                 if chat is not None:
                     self.chats.record(chat, at)
-            if await self._until(at, ready):
+            if await self._until(at, key, ready):
                 return
-            # the slot went by while `ready` was awaited: give it up (one slot, where pushing the schedule on would
-            # cost every slot already reserved) and take the next free one
+            # the slot went by while `ready` was awaited, or the event loop woke us too late for it: take the next
+            # free one (`ready` stays: it is done, or was not awaited yet)
             if chat is not None:
                 self.chats.forget(chat, at)
-            ready = None
 
     async def _reply_slot(self, chat: int | str | None) -> None:
-        delay, _ = await self.schedule.reserve(bulk=False)
-        delay = delay or 0.0
-        if chat is not None:
-            self.chats.record(chat, time.monotonic() + max(delay, 0.0))
-        await self._until(time.monotonic() + delay)
+        while True:
+            delay, _, key = await self.schedule.reserve(bulk=False)
+            at = time.monotonic() + max(delay or 0.0, 0.0)
+            if chat is not None:
+                self.chats.record(chat, at)
+            if await self._until(at, key):
+                return
+            if chat is not None:
+                self.chats.forget(chat, at)
 
-    async def _until(self, slot: float, ready: asyncio.Future[Any] | None = None) -> bool:
-        """Wait for the slot, then for `ready`; False when the slot went by while `ready` was awaited (the request
-        must take another slot). A busy event loop can wake us late, which would squeeze this message and the ones
-        reserved after it into less than their second: then the schedule restarts a full interval from now."""
+    async def _until(self, slot: float, key: float, ready: asyncio.Future[Any] | None = None) -> bool:
+        """Wait for the slot, then for `ready`; False when the request must take another slot: the slot went by
+        while `ready` was awaited, or a busy event loop woke us more than `LATE` after it and the schedule gave it
+        back (`Schedule.late`; the even schedule instead moves the slots after it on and the message goes now)."""
         if slot - time.monotonic() > EARLY:
             await asyncio.sleep(slot - time.monotonic())
         if time.monotonic() - slot > LATE:
-            await self.schedule.late()
+            if await self.schedule.late(key):
+                return False
         elif ready is not None and not ready.done():
             await ready
-            return time.monotonic() - slot <= LATE
+            if time.monotonic() - slot > LATE:
+                await self.schedule.release(key)
+                return False
+            return True
         if ready is not None:
             await ready
         return True
