@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.child import ChildFake
 from bench.common import profiled
-from bot.app import build_application
+from bot.app import build_application, freeze_start_up
 from bot.sender import OutboxSender
 from bot.settings import Settings
 from db import migrate, outbox
@@ -129,6 +129,7 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int, profi
         engine = make_engine(url)
         app = build_application(settings, engine)  # the bot exactly as `medlegal run` builds it
         await app.initialize()
+        freeze_start_up()  # as `medlegal run` does once initialized
         sessions = make_session_factory(engine)
         sender = OutboxSender(app.bot, sessions, settings, max_lanes=max_lanes)
         started = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any
 
@@ -28,6 +29,16 @@ log = logging.getLogger(__name__)
 SENDER_STOP_TIMEOUT = 15.0
 
 
+def freeze_start_up() -> None:
+    """Exempt what start-up left alive (modules, PTB, SQLAlchemy, the application) from garbage collection.
+
+    A full collection otherwise walks all of it, about 100 ms on this project's machine, in which the event loop
+    stands still: at 1,000 messages a second that is a hundred send slots. Frozen, it takes a few milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def build_application(settings: Settings, engine: AsyncEngine | None = None) -> App:
     """The bot, wired to the database; the engine is disposed at shutdown when this function created it."""
     if settings.bot_token is None:
@@ -39,6 +50,7 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
 
     async def post_init(app: App) -> None:
         await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
+        freeze_start_up()
         sender: OutboxSender = app.bot_data["sender"]
         scheduler: ReminderScheduler = app.bot_data["scheduler"]
         tasks["sender"] = asyncio.create_task(sender.run_forever(), name="outbox-sender")
