@@ -34,6 +34,7 @@ def freeze_start_up() -> None:
 
     A full collection otherwise walks all of it, about 100 ms on this project's machine, in which the event loop
     stands still: at 1,000 messages a second that is a hundred send slots. Frozen, it takes a few milliseconds.
+    Once per process (`medlegal run`), not per application: frozen cyclic garbage is never collected.
     """
     gc.collect()
     gc.freeze()
@@ -50,7 +51,6 @@ def build_application(settings: Settings, engine: AsyncEngine | None = None) -> 
 
     async def post_init(app: App) -> None:
         await app.bot.set_my_commands([BotCommand(name, about) for name, about in texts.COMMANDS])
-        freeze_start_up()
         sender: OutboxSender = app.bot_data["sender"]
         scheduler: ReminderScheduler = app.bot_data["scheduler"]
         tasks["sender"] = asyncio.create_task(sender.run_forever(), name="outbox-sender")
