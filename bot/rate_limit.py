@@ -3,22 +3,29 @@
 Telegram answers 429 when a bot sends more than about 30 messages a second overall or about one a second to one
 chat, and a 429 during a broadcast stalls it for the time Telegram asks. So messages are scheduled, not retried:
 
-* Bot-wide, messages go out in evenly spaced slots, `(1 + margin) / MEDLEGAL_RATE_LIMIT` seconds apart. Even
-  spacing is a sliding window with no burst on top: no one-second window ever holds more than the limit, and the
-  small margin absorbs the jitter between taking a slot and the request reaching Telegram.
-  A bulk request may take a slot that went by unused a few milliseconds ago (`BULK_BEHIND`, within the margin),
-  so a moment when every sender lane was busy does not lose the slot for good.
-  On PostgreSQL the schedule is the `send_rate` row, shared by every process: taking a slot is one atomic
-  `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under the limit. On SQLite it is
-  kept in memory, because SQLite means one bot process (and so one sender).
+* Bot-wide, Telegram's limit is a sliding window: at most MEDLEGAL_RATE_LIMIT messages in any second.
+  On SQLite (one bot process, so one sender that sees every message) the schedule is a log of this process's
+  send times (`MemorySchedule`): a message may go when the last `WINDOW` (a second and 15 ms of jitter) holds
+  fewer than the limit. Bulk is paced evenly on top, so it does not come in bursts, but that pacing may fall
+  behind the clock (`CATCH_UP`): after a stall (a GC pause, the event loop busy, every lane on the wire) the
+  capacity the stall left unused is sent at up to `SPEEDUP` times the rate as far as the window allows, where
+  even slots could only lose it. A message that could not go out within `LATE` of its slot gives the slot back
+  and takes a new one, so the log always holds when messages really went.
+  On PostgreSQL the schedule is the `send_rate` row, shared by every process, in evenly spaced slots
+  `(1 + MARGIN) / MEDLEGAL_RATE_LIMIT` seconds apart (even spacing is a sliding window with no burst on top):
+  taking a slot is one atomic `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under
+  the limit. A bulk request may take a slot that went by unused up to `BULK_BEHIND` ago (within the margin); a
+  slot missed for longer is lost. (A shared log of every process's sends would cost a round trip per message.)
 * Per chat, a bulk message waits until the chat has had fewer than MEDLEGAL_CHAT_RATE_LIMIT messages in the last
   second (replies included). Replies to a physician are counted but not held by it: the physician is tapping
   right now, a short burst (the answered question, then the next one) is what Telegram tolerates in a private
   chat, and delaying every next question by a second would make the bot feel broken. Per-chat windows live in
   each process's memory (a chat's updates and its queued messages rarely meet in two processes at once).
 * Priority: a request without `rate_limit_args` is a reply and takes the next slot at once; bulk requests
-  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms, or one slot
-  when slots are longer) ahead, so a reply waits at most that long, in this process or any other. A bulk request
+  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms; on the shared
+  schedule at least one slot) ahead, so a reply waits at most that long, in this process or any other. In memory
+  bulk also leaves `SPARE` of each window to replies; at 30/s that is no place, and a reply may also wait for the
+  next place to free (one slot, 34 ms). A bulk request
   may carry `"ready"`, an awaitable it waits for once its slot is reserved and before it goes out: the sender's
   lane passes the commit of its previous message's outcome, so the two waits overlap (bot/send_lanes.py).
 * On `RetryAfter` every process's bulk sending pauses for the time asked (`paused_until`); the bulk request's
@@ -59,27 +66,27 @@ Reservation = tuple[float | None, float, float]
 
 BULK = "bulk"
 MARGIN = 0.02
-"""Slots are 2% longer than 1/limit: 98% of the limit at most, with 20 ms of jitter tolerated per second."""
+"""The shared schedule's slots are 2% longer than 1/limit: 98% of the limit at most, 20 ms of jitter a second."""
 LATE = 0.005
-"""Seconds after its slot beyond which a message counts as late (see `BotRateLimiter._until`)."""
+"""Seconds after its slot beyond which a message counts as late and takes another (see `BotRateLimiter._until`)."""
 EARLY = 0.001
 """A slot at most this near is taken at once: it costs 1 ms of the margin's 20 ms a second, and sleeping for less
 would cost an event-loop turn that on a busy loop wakes "late" and restarts the schedule (at 1,000/s, where a slot
 is 1 ms long, this was the difference between 70% and 86% of the limit in bench.broadcast)."""
 BULK_AHEAD = 0.02
-"""How far ahead (seconds, at least one slot) bulk requests may reserve slots: a reply waits at most this long
+"""How far ahead (seconds; on the shared schedule at least one slot) bulk may reserve slots: a reply waits this long
 behind a broadcast, and at high rates the lanes keep enough slots in hand that a late event-loop turn does not
 leave a slot unused (one slot ahead is 1 ms at 1,000/s, less than one turn of a busy loop)."""
 BULK_BEHIND = 0.005
-"""How far in the past (seconds) a bulk request may take a slot nobody took: when every lane was busy on the wire
+"""How far in the past (seconds) a bulk request may take a shared slot nobody took: when every lane was busy
 as a slot went by, the slot is used a moment late instead of lost (a tenth of the slots at 1,000/s). A message so
 sent and one sent up to `LATE` after its slot still leave any second at most (1 + 0.010) / (1 + MARGIN) of the
 limit, with the rest of the margin for jitter; after a 429's pause there is nothing to make up."""
 WINDOW = 1.015
 """The memory schedule's window in seconds: Telegram counts a second, and the 15 ms on top absorb a message sent
 up to `EARLY` before or `LATE` after its slot plus 9 ms of jitter on the way to Telegram (the ceiling is 98.5%)."""
-SPARE = 0.005
-"""The share of each window bulk leaves to replies in the memory schedule (5 places at 1,000/s, none at 30/s,
+SPARE = 0.002
+"""The share of each window bulk leaves to replies in the memory schedule (2 places at 1,000/s, none at 30/s,
 where a reply waits at most for the next slot, as on the even schedule)."""
 CATCH_UP = 0.25
 """How far (seconds) the memory schedule's bulk pacing may fall behind the clock while sending: a stall (a GC pause,
@@ -135,6 +142,9 @@ class Schedule(Protocol):
         """The message could not go out within `LATE` of its slot: True if it must reserve a new one (the slot is
         given back), False if it goes now (the schedule moved on a full interval after it)."""
 
+    def answered(self, key: float, sent: float) -> None:
+        """Telegram answered the message of slot `key`, sent at `sent` (both on time.monotonic())."""
+
     async def pause(self, seconds: float) -> None: ...
 
     async def close(self) -> None: ...
@@ -149,6 +159,10 @@ class MemorySchedule:
     for replies, and is paced on an even grid `window / (limit - spare)` apart that may lag up to `catch_up`
     seconds behind the clock: after a stall the lanes send what the stall left unused as fast as the log allows,
     then settle back to even spacing.
+
+    A message that reached Telegram late (the event loop stalled between its slot and the write, or the request
+    queued) would free its place in the log before Telegram's window lets go of it: so when Telegram answers, its
+    entry moves to the latest time Telegram can have counted it, the answer less the shortest round trip seen.
     """
 
     def __init__(
@@ -174,6 +188,8 @@ class MemorySchedule:
         self.next_at = -math.inf
         self.last_bulk = -math.inf
         self.paused_until = 0.0
+        self.round_trip = math.inf
+        """The shortest round trip seen lately (it creeps up, so a route that got slower is learnt again)."""
 
     def _free_at(self, places: int) -> float:
         """The earliest time at which the log has fewer than `places` messages in the window before it."""
@@ -218,6 +234,17 @@ class MemorySchedule:
     async def late(self, key: float) -> bool:
         await self.release(key)
         return True
+
+    def answered(self, key: float, sent: float) -> None:
+        now = self.clock()
+        self.round_trip = min(now - sent, self.round_trip * 1.001)
+        received = now - self.round_trip  # the latest Telegram can have received it (from a round trip's outset)
+        if received > key + LATE:  # within that, the window's jitter allowance covers it
+            times = self.times
+            i = bisect.bisect_left(times, key)
+            if i < len(times) and times[i] == key:
+                del times[i]
+                bisect.insort(times, received)
 
     async def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
@@ -370,6 +397,10 @@ class DatabaseSchedule:
         """A slot of the shared schedule is not given back (the other processes' slots already follow it)."""
         await self.fallback.release(key)
 
+    def answered(self, key: float, sent: float) -> None:
+        """The shared slots are not corrected (it would cost a statement a message)."""
+        self.fallback.answered(key, sent)
+
     async def late(self, key: float) -> bool:
         if not math.isnan(key):  # a slot from the memory fallback
             return await self.fallback.late(key)
@@ -458,16 +489,16 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
     async def shutdown(self) -> None:
         await self.schedule.close()
 
-    async def _bulk_slot(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
+    async def _bulk_slot(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> float:
         """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it and
-        for `ready`."""
+        for `ready`; returns the slot's key."""
         started = time.monotonic()
         try:
-            await self._bulk_wait(chat, ready)
+            return await self._bulk_wait(chat, ready)
         finally:
             BULK_WAITED.set(time.monotonic() - started)
 
-    async def _bulk_wait(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
+    async def _bulk_wait(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> float:
         while True:
             if chat is not None and (wait := self.chats.wait(chat, time.monotonic())) > 0:
                 await asyncio.sleep(wait)
@@ -480,26 +511,28 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                     if delay is not None:
                         break
                     await asyncio.sleep(min(wait, 1.0))
-                at = time.monotonic() + max(
-                    delay, 0.0
-                )  # a slot in the past (`BULK_BEHIND`, shared schedule) is taken now
+                at = time.monotonic() + max(delay, 0.0)  # a shared slot in the past (`BULK_BEHIND`) is taken now
                 if chat is not None:
                     self.chats.record(chat, at)
-            if await self._until(at, key, ready):
-                return
+            try:
+                if await self._until(at, key, ready):
+                    return key
+            except BaseException:  # `ready` failed (the message never goes out), or cancelled
+                await self.schedule.release(key)
+                raise
             # the slot went by while `ready` was awaited, or the event loop woke us too late for it: take the next
             # free one (`ready` stays: it is done, or was not awaited yet)
             if chat is not None:
                 self.chats.forget(chat, at)
 
-    async def _reply_slot(self, chat: int | str | None) -> None:
+    async def _reply_slot(self, chat: int | str | None) -> float:
         while True:
             delay, _, key = await self.schedule.reserve(bulk=False)
             at = time.monotonic() + max(delay or 0.0, 0.0)
             if chat is not None:
                 self.chats.record(chat, at)
             if await self._until(at, key):
-                return
+                return key
             if chat is not None:
                 self.chats.forget(chat, at)
 
@@ -541,21 +574,27 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         counted = is_message(endpoint)
         chat = _chat_key(data.get("chat_id"))
         if isinstance(rate_limit_args, dict) and rate_limit_args.get("priority") == BULK:
-            if counted:
-                await self._bulk_slot(chat, rate_limit_args.get("ready"))
+            key = await self._bulk_slot(chat, rate_limit_args.get("ready")) if counted else math.nan
+            sent = time.monotonic()
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 await self._throttled(exc)
                 raise
+            finally:
+                if counted:
+                    self.schedule.answered(key, sent)
         for attempt in range(self.max_retries + 1):
-            if counted:
-                await self._reply_slot(chat)
+            key = await self._reply_slot(chat) if counted else math.nan
+            sent = time.monotonic()
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 seconds = await self._throttled(exc)
                 if attempt == self.max_retries:
                     raise
-                await asyncio.sleep(seconds)
+            finally:
+                if counted:
+                    self.schedule.answered(key, sent)
+            await asyncio.sleep(seconds)
         raise AssertionError("unreachable")  # pragma: no cover

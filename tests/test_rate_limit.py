@@ -149,6 +149,23 @@ async def test_a_late_slot_is_given_back_and_taken_again_at_once() -> None:
     assert refused is None  # the window still holds ten (the late one counted from when it really goes)
 
 
+async def test_a_message_that_reached_telegram_late_holds_its_place_until_telegram_lets_go() -> None:
+    """An answer later than the shortest round trip says the message arrived late: its place frees later."""
+    clock = Clock()
+    schedule = MemorySchedule(1, clock, window=1.0)
+    _, _, key = await schedule.reserve(bulk=False)
+    clock.now += 0.001
+    schedule.answered(key, key)  # a 1 ms round trip
+    clock.now = 1001.0
+    _, _, key = await schedule.reserve(bulk=False)
+    assert key == 1001.0
+    clock.now = 1001.2  # the event loop stalled before the request went out: answered 200 ms on
+    schedule.answered(key, key)
+    clock.now = 1001.3
+    delay, _, _ = await schedule.reserve(bulk=False)
+    assert delay == pytest.approx(1001.199 + 1.0 - 1001.3, abs=1e-6)  # not 1002.0: it may have arrived at 1001.199
+
+
 def test_chat_windows() -> None:
     windows = ChatWindows(1, window=1.1)
     assert windows.wait(42, 10.0) == 0.0
