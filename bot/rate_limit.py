@@ -10,7 +10,9 @@ chat, and a 429 during a broadcast stalls it for the time Telegram asks. So mess
   behind the clock (`CATCH_UP`): after a stall (a GC pause, the event loop busy, every lane on the wire) the
   capacity the stall left unused is sent at up to `SPEEDUP` times the rate as far as the window allows, where
   even slots could only lose it. A message that could not go out within `LATE` of its slot gives the slot back
-  and takes a new one, so the log always holds when messages really went.
+  and takes a new one, and one answered later than the shortest round trip allows keeps its place from when it
+  may have reached Telegram (`MemorySchedule.answered`), so the log holds when Telegram counted the messages, and
+  a burst after a stall is not repeated a second later into a window Telegram still holds full.
   On PostgreSQL the schedule is the `send_rate` row, shared by every process, in evenly spaced slots
   `(1 + MARGIN) / MEDLEGAL_RATE_LIMIT` seconds apart (even spacing is a sliding window with no burst on top):
   taking a slot is one atomic `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under
