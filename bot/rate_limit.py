@@ -521,6 +521,8 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                     return key
             except BaseException:  # `ready` failed (the message never goes out), or cancelled
                 await self.schedule.release(key)
+                if chat is not None:
+                    self.chats.forget(chat, at)
                 raise
             # the slot went by while `ready` was awaited, or the event loop woke us too late for it: take the next
             # free one (`ready` stays: it is done, or was not awaited yet)

@@ -9,11 +9,12 @@ import bisect
 import itertools
 import math
 import random
+import time
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.rate_limit import ChatWindows, DatabaseSchedule, MemorySchedule, Reservation, is_message
+from bot.rate_limit import BotRateLimiter, ChatWindows, DatabaseSchedule, MemorySchedule, Reservation, is_message
 from db.engine import make_engine
 
 
@@ -164,6 +165,28 @@ async def test_a_message_that_reached_telegram_late_holds_its_place_until_telegr
     clock.now = 1001.3
     delay, _, _ = await schedule.reserve(bulk=False)
     assert delay == pytest.approx(1001.199 + 1.0 - 1001.3, abs=1e-6)  # not 1002.0: it may have arrived at 1001.199
+
+
+async def test_a_bulk_message_whose_ready_failed_gives_its_slot_back() -> None:
+    """The lane's previous outcome was not committed: the message never goes out, and its place is not counted."""
+    limiter = BotRateLimiter(10, 1)
+    schedule = limiter.schedule
+    assert isinstance(schedule, MemorySchedule)
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    ready.set_exception(RuntimeError("database gone"))
+    sent: list[int] = []
+
+    async def callback() -> bool:
+        sent.append(1)
+        return True
+
+    with pytest.raises(RuntimeError):
+        await limiter.process_request(
+            callback, (), {}, "sendMessage", {"chat_id": 5}, {"priority": "bulk", "ready": ready}
+        )
+    assert sent == [] and schedule.times == [] and limiter.chats.wait(5, time.monotonic()) == 0.0
+    assert await limiter.process_request(callback, (), {}, "sendMessage", {"chat_id": 6}, {"priority": "bulk"})
+    assert sent == [1] and len(schedule.times) == 1
 
 
 def test_chat_windows() -> None:
