@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from typing import Any
 
@@ -26,6 +27,17 @@ from db.engine import make_engine, make_session_factory
 App = Application[Any, Any, Any, Any, Any, Any]
 log = logging.getLogger(__name__)
 SENDER_STOP_TIMEOUT = 15.0
+
+
+def freeze_start_up() -> None:
+    """Exempt what start-up left alive (modules, PTB, SQLAlchemy, the application) from garbage collection.
+
+    A full collection otherwise walks all of it, about 100 ms on this project's machine, in which the event loop
+    stands still: at 1,000 messages a second that is a hundred send slots. Frozen, it takes a few milliseconds.
+    Once per process (`medlegal run`), not per application: frozen cyclic garbage is never collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def build_application(settings: Settings, engine: AsyncEngine | None = None) -> App:

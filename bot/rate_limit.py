@@ -3,22 +3,31 @@
 Telegram answers 429 when a bot sends more than about 30 messages a second overall or about one a second to one
 chat, and a 429 during a broadcast stalls it for the time Telegram asks. So messages are scheduled, not retried:
 
-* Bot-wide, messages go out in evenly spaced slots, `(1 + margin) / MEDLEGAL_RATE_LIMIT` seconds apart. Even
-  spacing is a sliding window with no burst on top: no one-second window ever holds more than the limit, and the
-  small margin absorbs the jitter between taking a slot and the request reaching Telegram.
-  A bulk request may take a slot that went by unused a few milliseconds ago (`BULK_BEHIND`, within the margin),
-  so a moment when every sender lane was busy does not lose the slot for good.
-  On PostgreSQL the schedule is the `send_rate` row, shared by every process: taking a slot is one atomic
-  `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under the limit. On SQLite it is
-  kept in memory, because SQLite means one bot process (and so one sender).
+* Bot-wide, Telegram's limit is a sliding window: at most MEDLEGAL_RATE_LIMIT messages in any second.
+  On SQLite (one bot process, so one sender that sees every message) the schedule is a log of this process's
+  send times (`MemorySchedule`): a message may go when the last `WINDOW` (a second and 15 ms of jitter) holds
+  fewer than the limit. Bulk is paced evenly on top, so it does not come in bursts, but that pacing may fall
+  behind the clock (`CATCH_UP`): after a stall (a GC pause, the event loop busy, every lane on the wire) the
+  capacity the stall left unused is sent at up to `SPEEDUP` times the rate as far as the window allows, where
+  even slots could only lose it. A message that could not go out within `LATE` of its slot gives the slot back
+  and takes a new one, and one answered later than the shortest round trip allows keeps its place from when it
+  may have reached Telegram (`MemorySchedule.answered`), so the log holds when Telegram counted the messages, and
+  a burst after a stall is not repeated a second later into a window Telegram still holds full.
+  On PostgreSQL the schedule is the `send_rate` row, shared by every process, in evenly spaced slots
+  `(1 + MARGIN) / MEDLEGAL_RATE_LIMIT` seconds apart (even spacing is a sliding window with no burst on top):
+  taking a slot is one atomic `UPDATE ... RETURNING` that moves `next_at` on, so N processes together stay under
+  the limit. A bulk request may take a slot that went by unused up to `BULK_BEHIND` ago (within the margin); a
+  slot missed for longer is lost. (A shared log of every process's sends would cost a round trip per message.)
 * Per chat, a bulk message waits until the chat has had fewer than MEDLEGAL_CHAT_RATE_LIMIT messages in the last
   second (replies included). Replies to a physician are counted but not held by it: the physician is tapping
   right now, a short burst (the answered question, then the next one) is what Telegram tolerates in a private
   chat, and delaying every next question by a second would make the bot feel broken. Per-chat windows live in
   each process's memory (a chat's updates and its queued messages rarely meet in two processes at once).
 * Priority: a request without `rate_limit_args` is a reply and takes the next slot at once; bulk requests
-  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms, or one slot
-  when slots are longer) ahead, so a reply waits at most that long, in this process or any other. A bulk request
+  (`rate_limit_args={"priority": "bulk"}`, the outbox sender) reserve at most `BULK_AHEAD` (20 ms; on the shared
+  schedule at least one slot) ahead, so a reply waits at most that long, in this process or any other. In memory
+  bulk also leaves `SPARE` of each window to replies; at 30/s that is no place, and a reply may also wait for the
+  next place to free (one slot, 34 ms). A bulk request
   may carry `"ready"`, an awaitable it waits for once its slot is reserved and before it goes out: the sender's
   lane passes the commit of its previous message's outcome, so the two waits overlap (bot/send_lanes.py).
 * On `RetryAfter` every process's bulk sending pauses for the time asked (`paused_until`); the bulk request's
@@ -31,10 +40,12 @@ Requests that are not messages (getMe, answerCallbackQuery, setMyCommands, ...) 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import contextvars
 import functools
 import logging
+import math
 import time
 import warnings
 from collections import deque
@@ -52,25 +63,39 @@ log = logging.getLogger(__name__)
 
 RateLimitArgs = dict[str, Any]
 Result = bool | dict[str, Any] | list[dict[str, Any]]
+Reservation = tuple[float | None, float, float]
+"""(seconds until the reserved slot, 0, the slot's key for `release`/`late`), or (None, seconds to wait, 0)."""
 
 BULK = "bulk"
 MARGIN = 0.02
-"""Slots are 2% longer than 1/limit: 98% of the limit at most, with 20 ms of jitter tolerated per second."""
+"""The shared schedule's slots are 2% longer than 1/limit: 98% of the limit at most, 20 ms of jitter a second."""
 LATE = 0.005
-"""Seconds after its slot beyond which a message counts as late (see `BotRateLimiter._until`)."""
+"""Seconds after its slot beyond which a message counts as late and takes another (see `BotRateLimiter._until`)."""
 EARLY = 0.001
 """A slot at most this near is taken at once: it costs 1 ms of the margin's 20 ms a second, and sleeping for less
 would cost an event-loop turn that on a busy loop wakes "late" and restarts the schedule (at 1,000/s, where a slot
 is 1 ms long, this was the difference between 70% and 86% of the limit in bench.broadcast)."""
 BULK_AHEAD = 0.02
-"""How far ahead (seconds, at least one slot) bulk requests may reserve slots: a reply waits at most this long
+"""How far ahead (seconds; on the shared schedule at least one slot) bulk may reserve slots: a reply waits this long
 behind a broadcast, and at high rates the lanes keep enough slots in hand that a late event-loop turn does not
 leave a slot unused (one slot ahead is 1 ms at 1,000/s, less than one turn of a busy loop)."""
 BULK_BEHIND = 0.005
-"""How far in the past (seconds) a bulk request may take a slot nobody took: when every lane was busy on the wire
+"""How far in the past (seconds) a bulk request may take a shared slot nobody took: when every lane was busy
 as a slot went by, the slot is used a moment late instead of lost (a tenth of the slots at 1,000/s). A message so
 sent and one sent up to `LATE` after its slot still leave any second at most (1 + 0.010) / (1 + MARGIN) of the
 limit, with the rest of the margin for jitter; after a 429's pause there is nothing to make up."""
+WINDOW = 1.015
+"""The memory schedule's window in seconds: Telegram counts a second, and the 15 ms on top absorb a message sent
+up to `EARLY` before or `LATE` after its slot plus 9 ms of jitter on the way to Telegram (the ceiling is 98.5%)."""
+SPARE = 0.002
+"""The share of each window bulk leaves to replies in the memory schedule (2 places at 1,000/s, none at 30/s,
+where a reply waits at most for the next slot, as on the even schedule)."""
+CATCH_UP = 0.25
+"""How far (seconds) the memory schedule's bulk pacing may fall behind the clock while sending: a stall (a GC pause,
+every lane busy) is made up afterwards, as far as the window allows, instead of lost."""
+SPEEDUP = 1.5
+"""The memory schedule's bulk catches up at most this many times the rate: a burst as fast as the lanes go would
+pile requests up at Telegram and widen their jitter (and a second later the window frees them all at once)."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -108,52 +133,123 @@ def _chat_key(value: object) -> int | str | None:
 
 
 class Schedule(Protocol):
-    """The bot-wide slots: `reserve` gives (seconds until the reserved slot, 0) or (None, seconds to wait)."""
+    """The bot-wide slots: `reserve` gives a `Reservation` (a slot, or how long to wait before asking again)."""
 
-    async def reserve(self, bulk: bool) -> tuple[float | None, float]: ...
+    async def reserve(self, bulk: bool) -> Reservation: ...
+
+    async def release(self, key: float) -> None:
+        """Give back a reserved slot whose message did not go out."""
+
+    async def late(self, key: float) -> bool:
+        """The message could not go out within `LATE` of its slot: True if it must reserve a new one (the slot is
+        given back), False if it goes now (the schedule moved on a full interval after it)."""
+
+    def answered(self, key: float, sent: float) -> None:
+        """Telegram answered the message of slot `key`, sent at `sent` (both on time.monotonic())."""
 
     async def pause(self, seconds: float) -> None: ...
-
-    async def late(self) -> None:
-        """A message went out later than its slot: keep the next slot a full interval after it."""
 
     async def close(self) -> None: ...
 
 
 class MemorySchedule:
-    """The schedule in this process's memory (SQLite: one bot process)."""
+    """A sliding-window log of this process's sends (SQLite: one bot process, so the log sees every message).
+
+    `times` holds the reserved send times, sorted (every reservation is at or after the previous one), of which
+    only the last `limit` matter: a message may go at `t` when the one `limit` places back went at or before
+    `t - window`, so no `window` ever holds more than `limit`. Bulk also keeps `spare` places of each window free
+    for replies, and is paced on an even grid `window / (limit - spare)` apart that may lag up to `catch_up`
+    seconds behind the clock: after a stall the lanes send what the stall left unused as fast as the log allows,
+    then settle back to even spacing.
+
+    A message that reached Telegram late (the event loop stalled between its slot and the write, or the request
+    queued) would free its place in the log before Telegram's window lets go of it: so when Telegram answers, its
+    entry moves to the latest time Telegram can have counted it, the answer less the shortest round trip seen.
+    """
 
     def __init__(
         self,
-        interval: float,
+        limit: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        window: float = WINDOW,
         ahead: float = 0.0,
-        behind: float = 0.0,
+        spare: int = 0,
+        catch_up: float = 0.0,
+        speedup: float = SPEEDUP,
     ) -> None:
-        self.interval = interval
-        self.ahead = max(interval, ahead)
-        self.behind = behind
+        self.limit = max(1, limit)
+        self.window = window
+        self.spare = min(max(0, spare), self.limit - 1)
+        self.spacing = window / (self.limit - self.spare)
+        self.ahead = ahead  # not a whole slot at low rates: a reply would wait for it and then for the next one
+        self.catch_up = catch_up
+        self.burst_spacing = self.spacing / max(1.0, speedup)
         self.clock = clock
-        self.next_at = 0.0
+        self.times: list[float] = []
+        self.next_at = -math.inf
+        self.last_bulk = -math.inf
         self.paused_until = 0.0
+        self.round_trip = math.inf
+        """The shortest round trip seen lately (it creeps up, so a route that got slower is learnt again)."""
 
-    async def reserve(self, bulk: bool) -> tuple[float | None, float]:
+    def _free_at(self, places: int) -> float:
+        """The earliest time at which the log has fewer than `places` messages in the window before it."""
+        times = self.times
+        return times[-places] + self.window if len(times) >= places else -math.inf
+
+    async def reserve(self, bulk: bool) -> Reservation:
         now = self.clock()
-        earliest = now
+        times = self.times
+        slot = max(now, times[-1]) if times else now
         if bulk:
-            wait = max(self.next_at - self.ahead - now, self.paused_until - now)
-            if wait > 0:
-                return None, wait
-            earliest = max(now - self.behind, self.paused_until)
-        slot = max(self.next_at, earliest)
-        self.next_at = slot + self.interval
-        return slot - now, 0.0
+            slot = max(
+                slot,
+                self._free_at(self.limit - self.spare),
+                self.next_at,
+                self.last_bulk + self.burst_spacing,
+                self.paused_until,
+            )
+            if slot > now + self.ahead:
+                return None, slot - self.ahead - now, 0.0
+            # the pacing may lag (catch up) only while sending: not after an idle spell, nor from before a pause
+            behind = now - self.catch_up if times and times[-1] >= now - self.catch_up else now
+            self.next_at = max(self.next_at, behind, self.paused_until) + self.spacing
+            self.last_bulk = slot
+        else:
+            slot = max(slot, self._free_at(self.limit))
+        times.append(slot)
+        if len(times) > 2 * self.limit:
+            del times[: -self.limit]
+        return slot - now, 0.0, slot
+
+    async def release(self, key: float) -> None:
+        """Take the slot out of the log, and offer it again to bulk (the pacing only smooths; the log limits)."""
+        times = self.times
+        if math.isnan(key):
+            return
+        i = bisect.bisect_left(times, key)
+        if i < len(times) and times[i] == key:
+            del times[i]
+            self.next_at -= self.spacing
+
+    async def late(self, key: float) -> bool:
+        await self.release(key)
+        return True
+
+    def answered(self, key: float, sent: float) -> None:
+        now = self.clock()
+        self.round_trip = min(now - sent, self.round_trip * 1.001)
+        received = now - self.round_trip  # the latest Telegram can have received it (from a round trip's outset)
+        if received > key + LATE:  # within that, the window's jitter allowance covers it
+            times = self.times
+            i = bisect.bisect_left(times, key)
+            if i < len(times) and times[i] == key:
+                del times[i]
+                bisect.insort(times, received)
 
     async def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
-
-    async def late(self) -> None:
-        self.next_at = max(self.next_at, self.clock() + self.interval)
 
     async def close(self) -> None:
         return None
@@ -201,12 +297,14 @@ class DatabaseSchedule:
     schedule (logged), so a reply still goes out, and returns to the shared row when the database answers again.
     """
 
-    def __init__(self, engine: AsyncEngine, interval: float, ahead: float = 0.0, behind: float = 0.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, interval: float, ahead: float = 0.0, behind: float = 0.0, fallback_limit: int = 0
+    ) -> None:
         self.engine = engine
         self.interval = interval
         self.ahead = max(interval, ahead)
         self.behind = behind
-        self.fallback = MemorySchedule(interval, ahead=ahead, behind=behind)
+        self.fallback = MemorySchedule(fallback_limit or max(1, round(1 / interval)), ahead=ahead)
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()
         self._failing_since: float | None = None
@@ -254,7 +352,7 @@ class DatabaseSchedule:
             self._failing_since = time.monotonic()
             log.warning("send rate falls back to this process's memory: %s", type(exc).__name__)
 
-    async def reserve(self, bulk: bool) -> tuple[float | None, float]:
+    async def reserve(self, bulk: bool) -> Reservation:
         if not bulk:
             return await self._reserve_reply()
         try:
@@ -262,14 +360,14 @@ class DatabaseSchedule:
                 _RESERVE.format(bulk=_BULK_ONLY), span=self.interval, ahead=self.ahead, behind=self.behind
             )
             if delay is not None:
-                return delay, 0.0
+                return delay, 0.0, math.nan
             wait = await self._run(_WAIT, ahead=self.ahead)
-            return None, max(wait or 0.0, 0.0005)
+            return None, max(wait or 0.0, 0.0005), 0.0
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
             return await self.fallback.reserve(bulk)
 
-    async def _reserve_reply(self) -> tuple[float | None, float]:
+    async def _reserve_reply(self) -> Reservation:
         """Join the replies waiting for a slot; whoever gets the lock first reserves for all of them. It first lets
         the loop run the tasks that are ready once, so replies issued together (a tap's edit beside its next
         question) share one statement instead of the second waiting for the first's round trip."""
@@ -283,7 +381,7 @@ class DatabaseSchedule:
                     first = await self._execute(_RESERVE.format(bulk=""), span=self.interval * len(batch), behind=0.0)
                 except (SQLAlchemyError, OSError) as exc:
                     self._failed(exc)
-                    for waiting in batch:
+                    for waiting in batch:  # a reply's slot in memory is never refused, nor given back
                         waiting.set_result((await self.fallback.reserve(False))[0] or 0.0)
                 except BaseException:  # this reply was cancelled: the next one to get the lock reserves for the rest
                     self._replies = [w for w in batch if w is not mine] + self._replies
@@ -291,7 +389,7 @@ class DatabaseSchedule:
                 else:
                     for i, waiting in enumerate(batch):
                         waiting.set_result((first or 0.0) + i * self.interval)
-        return mine.result(), 0.0
+        return mine.result(), 0.0, math.nan
 
     async def pause(self, seconds: float) -> None:
         await self.fallback.pause(seconds)
@@ -300,12 +398,22 @@ class DatabaseSchedule:
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
 
-    async def late(self) -> None:
-        await self.fallback.late()
+    async def release(self, key: float) -> None:
+        """A slot of the shared schedule is not given back (the other processes' slots already follow it)."""
+        await self.fallback.release(key)
+
+    def answered(self, key: float, sent: float) -> None:
+        """The shared slots are not corrected (it would cost a statement a message)."""
+        self.fallback.answered(key, sent)
+
+    async def late(self, key: float) -> bool:
+        if not math.isnan(key):  # a slot from the memory fallback
+            return await self.fallback.late(key)
         try:
             await self._run(_LATE, iv=self.interval)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
+        return False
 
     async def close(self) -> None:
         async with self._lock:
@@ -367,9 +475,13 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         self.interval = (1.0 + margin) / self.rate_limit
         self.max_retries = max_retries
         self.schedule: Schedule = (
-            DatabaseSchedule(engine, self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND)
+            DatabaseSchedule(
+                engine, self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND, fallback_limit=self.rate_limit
+            )
             if engine is not None and engine.dialect.name == "postgresql"
-            else MemorySchedule(self.interval, ahead=BULK_AHEAD, behind=BULK_BEHIND)
+            else MemorySchedule(
+                self.rate_limit, ahead=BULK_AHEAD, spare=int(self.rate_limit * SPARE), catch_up=CATCH_UP
+            )
         )
         self.chats = ChatWindows(chat_rate_limit)
         self._bulk_lock = asyncio.Lock()
@@ -382,16 +494,16 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
     async def shutdown(self) -> None:
         await self.schedule.close()
 
-    async def _bulk_slot(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
+    async def _bulk_slot(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> float:
         """Wait for the chat's window, then reserve the next bot-wide slot (at most one ahead) and wait for it and
-        for `ready`."""
+        for `ready`; returns the slot's key."""
         started = time.monotonic()
         try:
-            await self._bulk_wait(chat, ready)
+            return await self._bulk_wait(chat, ready)
         finally:
             BULK_WAITED.set(time.monotonic() - started)
 
-    async def _bulk_wait(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> None:
+    async def _bulk_wait(self, chat: int | str | None, ready: asyncio.Future[Any] | None) -> float:
         while True:
             if chat is not None and (wait := self.chats.wait(chat, time.monotonic())) > 0:
                 await asyncio.sleep(wait)
@@ -400,39 +512,52 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                 if chat is not None and self.chats.wait(chat, time.monotonic()) > 0:
                     continue
                 while True:
-                    delay, wait = await self.schedule.reserve(bulk=True)
+                    delay, wait, key = await self.schedule.reserve(bulk=True)
                     if delay is not None:
                         break
                     await asyncio.sleep(min(wait, 1.0))
-                at = time.monotonic() + max(delay, 0.0)  # a slot in the past (BULK_BEHIND) is taken now
+                at = time.monotonic() + max(delay, 0.0)  # a shared slot in the past (`BULK_BEHIND`) is taken now
                 if chat is not None:
                     self.chats.record(chat, at)
-            if await self._until(at, ready):
-                return
-            # the slot went by while `ready` was awaited: give it up (one slot, where pushing the schedule on would
-            # cost every slot already reserved) and take the next free one
+            try:
+                if await self._until(at, key, ready):
+                    return key
+            except BaseException:  # `ready` failed (the message never goes out), or cancelled
+                await self.schedule.release(key)
+                if chat is not None:
+                    self.chats.forget(chat, at)
+                raise
+            # the slot went by while `ready` was awaited, or the event loop woke us too late for it: take the next
+            # free one (`ready` stays: it is done, or was not awaited yet)
             if chat is not None:
                 self.chats.forget(chat, at)
-            ready = None
 
-    async def _reply_slot(self, chat: int | str | None) -> None:
-        delay, _ = await self.schedule.reserve(bulk=False)
-        delay = delay or 0.0
-        if chat is not None:
-            self.chats.record(chat, time.monotonic() + max(delay, 0.0))
-        await self._until(time.monotonic() + delay)
+    async def _reply_slot(self, chat: int | str | None) -> float:
+        while True:
+            delay, _, key = await self.schedule.reserve(bulk=False)
+            at = time.monotonic() + max(delay or 0.0, 0.0)
+            if chat is not None:
+                self.chats.record(chat, at)
+            if await self._until(at, key):
+                return key
+            if chat is not None:
+                self.chats.forget(chat, at)
 
-    async def _until(self, slot: float, ready: asyncio.Future[Any] | None = None) -> bool:
-        """Wait for the slot, then for `ready`; False when the slot went by while `ready` was awaited (the request
-        must take another slot). A busy event loop can wake us late, which would squeeze this message and the ones
-        reserved after it into less than their second: then the schedule restarts a full interval from now."""
+    async def _until(self, slot: float, key: float, ready: asyncio.Future[Any] | None = None) -> bool:
+        """Wait for the slot, then for `ready`; False when the request must take another slot: the slot went by
+        while `ready` was awaited, or a busy event loop woke us more than `LATE` after it and the schedule gave it
+        back (`Schedule.late`; the even schedule instead moves the slots after it on and the message goes now)."""
         if slot - time.monotonic() > EARLY:
             await asyncio.sleep(slot - time.monotonic())
         if time.monotonic() - slot > LATE:
-            await self.schedule.late()
+            if await self.schedule.late(key):
+                return False
         elif ready is not None and not ready.done():
             await ready
-            return time.monotonic() - slot <= LATE
+            if time.monotonic() - slot > LATE:
+                await self.schedule.release(key)
+                return False
+            return True
         if ready is not None:
             await ready
         return True
@@ -456,21 +581,27 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
         counted = is_message(endpoint)
         chat = _chat_key(data.get("chat_id"))
         if isinstance(rate_limit_args, dict) and rate_limit_args.get("priority") == BULK:
-            if counted:
-                await self._bulk_slot(chat, rate_limit_args.get("ready"))
+            key = await self._bulk_slot(chat, rate_limit_args.get("ready")) if counted else math.nan
+            sent = time.monotonic()
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 await self._throttled(exc)
                 raise
+            finally:
+                if counted:
+                    self.schedule.answered(key, sent)
         for attempt in range(self.max_retries + 1):
-            if counted:
-                await self._reply_slot(chat)
+            key = await self._reply_slot(chat) if counted else math.nan
+            sent = time.monotonic()
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 seconds = await self._throttled(exc)
                 if attempt == self.max_retries:
                     raise
-                await asyncio.sleep(seconds)
+            finally:
+                if counted:
+                    self.schedule.answered(key, sent)
+            await asyncio.sleep(seconds)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -16,8 +16,9 @@ was on the wire, or answered but not yet recorded, at the moment of the kill.
 
 Lanes: the sender keeps as few messages on the wire as the rate needs. Each lane sends one message, waits until
 its outcome is committed, then takes the next, so a crash repeats at most one message per lane. The number of
-lanes is ceil(rate x time per message x 1.25), from the measured time on the wire and in the database (not the
-time spent waiting for a slot), between 1 and MEDLEGAL_SEND_LANES: one lane while a message takes less than the
+lanes is ceil(rate x time per message x 1.5), from the measured time on the wire and in the database (not the
+time spent waiting for a slot), between 1 and MEDLEGAL_SEND_LANES (the 1.5 lets the lanes send what a stall left
+unused at the rate limiter's catch-up pace, `SPEEDUP`): one lane while a message takes less than the
 slot interval (30/s against a nearby server), a few against Telegram's real round trip. Lanes' results are
 committed together (group commit), one writer at a time in the process, so SQLite never makes a writer wait on
 another. On PostgreSQL several processes drain the same outbox without sharing a row
@@ -48,7 +49,7 @@ from telegram.ext import ExtBot
 
 from bot.bulk_send import send_html
 from bot.outbox_writer import OutboxWriter
-from bot.rate_limit import BULK, BULK_WAITED, retry_seconds
+from bot.rate_limit import BULK, BULK_WAITED, SPEEDUP, retry_seconds
 from bot.send_lanes import Feed, Lanes
 from bot.settings import Settings
 from db import outbox
@@ -169,7 +170,7 @@ class OutboxSender:
     @property
     def lanes(self) -> int:
         """Messages to keep on the wire: enough to keep up with the rate, no more (see the module docstring)."""
-        wanted = math.ceil(self.settings.rate_limit * self.cycle * 1.25)
+        wanted = math.ceil(self.settings.rate_limit * self.cycle * SPEEDUP)  # room to catch up after a stall
         return max(1, min(self.max_lanes, wanted))
 
     # -- loop ---------------------------------------------------------------------------------------------

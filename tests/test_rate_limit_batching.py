@@ -30,7 +30,7 @@ async def test_concurrent_replies_are_reserved_together_one_slot_each(engine: As
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
         await schedule.close()
-    slots = sorted(round(delay / interval) for delay, _ in results if delay is not None)
+    slots = sorted(round(delay / interval) for delay, _, _ in results if delay is not None)
     assert slots == list(range(1, 21))  # twenty distinct consecutive slots after the first reply's
     assert schedule._failing_since is None  # from the shared row, not the memory fallback
     assert len(reservations) == 2  # the lone reply, then the twenty in one statement
