@@ -149,6 +149,9 @@ class Schedule(Protocol):
 
     async def pause(self, seconds: float) -> None: ...
 
+    def paused(self) -> bool:
+        """A pause this process asked for (`pause`) is still running."""
+
     async def close(self) -> None: ...
 
 
@@ -250,6 +253,9 @@ class MemorySchedule:
 
     async def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    def paused(self) -> bool:
+        return self.paused_until > self.clock()
 
     async def close(self) -> None:
         return None
@@ -398,6 +404,10 @@ class DatabaseSchedule:
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
 
+    def paused(self) -> bool:
+        """This process's own pauses (another process's shows in its next reservation)."""
+        return self.fallback.paused()
+
     async def release(self, key: float) -> None:
         """A slot of the shared schedule is not given back (the other processes' slots already follow it)."""
         await self.fallback.release(key)
@@ -521,7 +531,10 @@ class BotRateLimiter(BaseRateLimiter[RateLimitArgs]):
                     self.chats.record(chat, at)
             try:
                 if await self._until(at, key, ready):
-                    return key
+                    if not self.schedule.paused():
+                        return key
+                    # Telegram asked to slow down while this message waited for its slot: it waits out the pause
+                    await self.schedule.release(key)
             except BaseException:  # `ready` failed (the message never goes out), or cancelled
                 await self.schedule.release(key)
                 if chat is not None:

@@ -10,9 +10,11 @@ import itertools
 import math
 import random
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from telegram.error import RetryAfter
 
 from bot.rate_limit import BotRateLimiter, ChatWindows, DatabaseSchedule, MemorySchedule, Reservation, is_message
 from db.engine import make_engine
@@ -187,6 +189,29 @@ async def test_a_bulk_message_whose_ready_failed_gives_its_slot_back() -> None:
     assert sent == [] and schedule.times == [] and limiter.chats.wait(5, time.monotonic()) == 0.0
     assert await limiter.process_request(callback, (), {}, "sendMessage", {"chat_id": 6}, {"priority": "bulk"})
     assert sent == [1] and len(schedule.times) == 1
+
+
+async def test_a_bulk_message_waiting_for_its_slot_when_a_429_arrives_waits_out_the_pause() -> None:
+    """Its slot was reserved before Telegram asked to slow down: it must not go out during the pause anyway."""
+    limiter = BotRateLimiter(50, 100)  # slots 20 ms apart: the second message reserves one while the first is out
+    sent: dict[int, float] = {}
+
+    async def refused() -> bool:
+        await asyncio.sleep(0.005)  # Telegram's answer takes a moment: meanwhile the second message takes its slot
+        raise RetryAfter(timedelta(seconds=0.3))
+
+    async def accepted() -> bool:
+        sent[2] = time.monotonic()
+        return True
+
+    started = time.monotonic()
+    results = await asyncio.gather(
+        limiter.process_request(refused, (), {}, "sendMessage", {"chat_id": 1}, {"priority": "bulk"}),
+        limiter.process_request(accepted, (), {}, "sendMessage", {"chat_id": 2}, {"priority": "bulk"}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], RetryAfter) and results[1] is True
+    assert sent[2] - started >= 0.3 - 0.01, "nothing goes out during the pause"
 
 
 def test_chat_windows() -> None:
