@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.child import ChildFake
 from bench.common import profiled
-from bot.app import build_application, freeze_start_up
+from bot.app import build_application, tune_gc
 from bot.sender import OutboxSender
 from bot.settings import Settings
 from db import migrate, outbox
@@ -52,7 +52,7 @@ async def serve_fake(rate: int) -> None:
 
     async with FakeBotApi() as fake:
         fake.set_rate_limit(per_second=rate, per_chat_per_second=1)
-        # Its start-up frozen, as the bot's (bot.app.freeze_start_up): else the fake's own full collection stops it
+        # Its start-up frozen, as the bot's (bot.app.tune_gc): else the fake's own full collection stops it
         # for about 140 ms mid-broadcast, it stamps the requests that queued meanwhile late, and the bot's sliding
         # window must then hold their places longer, every second after, for a stall no Telegram server makes.
         gc.collect()
@@ -135,7 +135,7 @@ async def bench_rate(rate: int, recipients: int, url: str, max_lanes: int, profi
         engine = make_engine(url)
         app = build_application(settings, engine)  # the bot exactly as `medlegal run` builds it
         await app.initialize()
-        freeze_start_up()  # as `medlegal run` does once initialized
+        tune_gc()  # as `medlegal run` does once initialized
         sessions = make_session_factory(engine)
         sender = OutboxSender(app.bot, sessions, settings, max_lanes=max_lanes)
         started = time.perf_counter()

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import platform
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.bots import Probe, Running, bare_app, medlegal_app
 from bench.physicians import FakeProcess
+from bot.app import tune_gc
 from db import migrate
 from db.engine import make_engine
 
@@ -103,14 +105,29 @@ async def run_bot(
     probe = Probe()
     app = bare_app(fake.address) if database_url is None else medlegal_app(fake.address, database_url)
     probe.attach(app)
+    tuned = contextlib.nullcontext() if database_url is None else gc_tuned()
     async with Running(app) as running:
-        if warmup:
-            await fake.run(warmup, first_id + physicians, warmup, within)  # connections, caches, first imports
-            probe.reset()
-        cpu = time.process_time()
-        report = await fake.run(physicians, first_id, concurrency, within)
-        cpu = time.process_time() - cpu
+        with tuned:
+            if warmup:
+                await fake.run(warmup, first_id + physicians, warmup, within)  # connections, caches, first imports
+                probe.reset()
+            cpu = time.process_time()
+            report = await fake.run(physicians, first_id, concurrency, within)
+            cpu = time.process_time() - cpu
     return Run(name, report, probe.step_times(), running.errors.count, running.errors.first, cpu)
+
+
+@contextlib.contextmanager
+def gc_tuned() -> Iterator[None]:
+    """The garbage collector as `medlegal run` sets it once initialized (`bot.app.tune_gc`), for one medlegal run;
+    the bare bot keeps Python's defaults, and the process gets them back afterwards."""
+    thresholds = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 @contextlib.asynccontextmanager

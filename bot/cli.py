@@ -155,7 +155,7 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
     from telegram.error import InvalidToken, NetworkError, TimedOut
 
     from bot import logs
-    from bot.app import build_application, freeze_start_up
+    from bot.app import build_application, tune_gc
 
     if settings.bot_token is None:
         raise UserError("MEDLEGAL_BOT_TOKEN is not set: get a token from @BotFather (or try `medlegal chat`)")
@@ -172,7 +172,7 @@ def _run_bot(settings: Settings, migrate_first: bool) -> None:
     except (NetworkError, TimedOut) as exc:
         raise UserError(f"cannot reach the Telegram Bot API at {where}: {exc}") from None
     app = build_application(settings)
-    freeze_start_up()
+    tune_gc()
     try:
         if settings.webhook_url:
             _serve_webhook(app, settings)
