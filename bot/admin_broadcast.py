@@ -100,10 +100,12 @@ def count_text(count: int) -> str:
 
 
 def progress_text(broadcast_id: int, audience: str, counts: dict[str, int]) -> str:
-    """The control message right after Confirm, in the sender's words (bot.sender keeps it current from then)."""
+    """The control message while a broadcast sends: right after Confirm, then as the sender keeps it current."""
+    skipped = counts.get("skipped", 0)
     return (
         f"📣 <b>Broadcast #{broadcast_id}</b> ({esc(audience_label(audience))})\n<b>Sending…</b>\n"
         f"Sent {counts.get('sent', 0)} · failed {counts.get('failed', 0)} · left {counts.get('left', 0)}"
+        + (f" · skipped {skipped}" if skipped else "")
     )
 
 

@@ -47,6 +47,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
+from bot.admin_broadcast import progress_text
 from bot.bulk_send import send_html
 from bot.outbox_writer import OutboxWriter
 from bot.rate_limit import BULK, BULK_WAITED, SPEEDUP, retry_seconds
@@ -82,12 +83,6 @@ def keyboard(rows: Iterable[Iterable[dict[str, Any]]] | None) -> InlineKeyboardM
         for row in rows
     ]
     return InlineKeyboardMarkup(built) if any(built) else None
-
-
-def progress_text(counts: dict[str, int]) -> str:
-    return f"<b>Sending…</b>\nSent {counts['sent']} · failed {counts['failed']} · left {counts['left']}" + (
-        f" · skipped {counts['skipped']}" if counts["skipped"] else ""
-    )
 
 
 def final_report(broadcast: Broadcast, counts: dict[str, int], reasons: list[tuple[str, int]]) -> str:
@@ -424,7 +419,8 @@ class OutboxSender:
             counts = await outbox.broadcast_counts(session, broadcast_id)
         if broadcast is None or not counts["left"]:
             return  # the final report follows
-        if await self._show(broadcast, progress_text(counts), keyboard(broadcast.progress_buttons)):
+        text = progress_text(broadcast.id, broadcast.audience, counts)
+        if await self._show(broadcast, text, keyboard(broadcast.progress_buttons)):
             async with self._writer.transaction() as session:  # the interval runs from the edit itself
                 await outbox.claim_progress_edit(session, broadcast_id, self.clock(), 0.0)
 
