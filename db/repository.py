@@ -11,7 +11,9 @@ from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
+    Insert,
     Row,
     Select,
     Table,
@@ -158,16 +160,23 @@ _SAVE = (
 _ADD_ANSWERS = insert(_answers)
 _ADD_USER_SQLITE = sqlite_insert(User).on_conflict_do_nothing()
 _ADD_USER_PG = pg_insert(User).on_conflict_do_nothing()
-_SAVE_WITH_ANSWER = insert(_answers).from_select(
-    ["session_id", "question_key", "value", "created_at", "updated_at"],
-    select(
-        bindparam("flow_id", type_=_flows.c.id.type),
-        bindparam("new_key", type_=_answers.c.question_key.type),
-        bindparam("new_value", type_=_answers.c.value.type),
-        bindparam("now", type_=_flows.c.updated_at.type),
-        bindparam("now", type_=_flows.c.updated_at.type),
-    ).select_from(_SAVE.cte("saved")),
-)
+
+
+def _answer_after(saved: CTE) -> Insert:
+    """The new answer (`new_key`, `new_value`), inserted only if the `saved` session update matched its row."""
+    return insert(_answers).from_select(
+        ["session_id", "question_key", "value", "created_at", "updated_at"],
+        select(
+            bindparam("flow_id", type_=_flows.c.id.type),
+            bindparam("new_key", type_=_answers.c.question_key.type),
+            bindparam("new_value", type_=_answers.c.value.type),
+            bindparam("now", type_=_flows.c.updated_at.type),
+            bindparam("now", type_=_flows.c.updated_at.type),
+        ).select_from(saved),
+    )
+
+
+_SAVE_WITH_ANSWER = _answer_after(_SAVE.cte("saved"))
 """PostgreSQL only (a data-modifying WITH): the usual tap, the session moved on and one new answer, in one
 round trip instead of two; nothing is inserted when the session is gone."""
 _CHANGE_ANSWER = (
@@ -338,20 +347,7 @@ def _save_unmoved(answer: bool, claim: bool) -> Select[Any]:
     saved = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active").cte("saved")
     stmt = select(saved.c.turn)
     if answer:
-        stmt = stmt.add_cte(
-            insert(_answers)
-            .from_select(
-                ["session_id", "question_key", "value", "created_at", "updated_at"],
-                select(
-                    bindparam("flow_id", type_=_flows.c.id.type),
-                    bindparam("new_key", type_=_answers.c.question_key.type),
-                    bindparam("new_value", type_=_answers.c.value.type),
-                    bindparam("now", type_=_flows.c.updated_at.type),
-                    bindparam("now", type_=_flows.c.updated_at.type),
-                ).select_from(saved),
-            )
-            .cte("answered")
-        )
+        stmt = stmt.add_cte(_answer_after(saved).cte("answered"))
     if claim:
         stmt = stmt.add_cte(
             insert(_processed)
