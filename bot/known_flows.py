@@ -14,7 +14,8 @@ from db.repository import StoredFlow
 from flows.engine import FlowState
 
 KNOWN_FLOWS = 10_000
-"""Physicians whose latest flow is kept (a few hundred bytes each); the least recently seen go first."""
+"""Physicians whose latest flow is kept (about a kilobyte each, so 10 MB at most); the least recently seen go
+first, and a flow the locked way changes (its last answer, /restart, ...) is dropped."""
 
 
 class KnownFlows:
