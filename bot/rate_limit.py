@@ -96,6 +96,9 @@ every lane busy) is made up afterwards, as far as the window allows, instead of 
 SPEEDUP = 1.5
 """The memory schedule's bulk catches up at most this many times the rate: a burst as fast as the lanes go would
 pile requests up at Telegram and widen their jitter (and a second later the window frees them all at once)."""
+IDLE_TRUST = 1.0
+"""Seconds for which a reply reservation that found PostgreSQL's shared schedule idle lets later replies go at once
+(`DatabaseSchedule`)."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 
@@ -301,12 +304,26 @@ class DatabaseSchedule:
     slots for all of them at once: under load the replies then cost a fraction of a round trip each instead of
     queueing for one round trip apiece. If the database cannot be reached, this process falls back to its memory
     schedule (logged), so a reply still goes out, and returns to the shared row when the database answers again.
+
+    A reply does not wait for its statement while the shared schedule is idle: when the last reply reservation,
+    under `idle_trust` seconds ago, found no message booked ahead, and this process is not sending bulk nor paused,
+    the reply goes at once and its slot is booked on the way (the next bulk reservation, here or elsewhere, follows
+    it). So a physician's tap does not wait a database round trip for a slot nobody else wanted; the cost is that a
+    broadcast another process starts in that moment may share a second with a reply or two it has not seen yet,
+    which the limit's margin covers.
     """
 
     def __init__(
-        self, engine: AsyncEngine, interval: float, ahead: float = 0.0, behind: float = 0.0, fallback_limit: int = 0
+        self,
+        engine: AsyncEngine,
+        interval: float,
+        ahead: float = 0.0,
+        behind: float = 0.0,
+        fallback_limit: int = 0,
+        idle_trust: float = IDLE_TRUST,
     ) -> None:
         self.engine = engine
+        self.idle_trust = idle_trust
         self.interval = interval
         self.ahead = max(interval, ahead)
         self.behind = behind
@@ -318,6 +335,9 @@ class DatabaseSchedule:
         """Replies waiting for the next reservation statement: it reserves a slot for each, in order."""
         self.last_slot: float | None = None
         """The first slot of this process's last reservation, in seconds since the epoch on the database's clock."""
+        self._idle_until = 0.0
+        """Until when (time.monotonic()) replies go at once, their slots booked on the way (see the class docstring)."""
+        self._booking: set[asyncio.Task[Reservation]] = set()
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:
@@ -360,7 +380,13 @@ class DatabaseSchedule:
 
     async def reserve(self, bulk: bool) -> Reservation:
         if not bulk:
+            if self._idle_until > time.monotonic() and not self.fallback.paused():
+                booking = asyncio.create_task(self._reserve_reply())
+                self._booking.add(booking)
+                booking.add_done_callback(self._booked)
+                return 0.0, 0.0, math.nan
             return await self._reserve_reply()
+        self._idle_until = 0.0  # this process sends bulk: its replies take their booked slots
         try:
             delay = await self._run(
                 _RESERVE.format(bulk=_BULK_ONLY), span=self.interval, ahead=self.ahead, behind=self.behind
@@ -395,7 +421,14 @@ class DatabaseSchedule:
                 else:
                     for i, waiting in enumerate(batch):
                         waiting.set_result((first or 0.0) + i * self.interval)
+                    idle = (first or 0.0) <= EARLY  # the first of them found no message booked ahead
+                    self._idle_until = time.monotonic() + self.idle_trust if idle else 0.0
         return mine.result(), 0.0, math.nan
+
+    def _booked(self, booking: asyncio.Task[Reservation]) -> None:
+        self._booking.discard(booking)
+        if not booking.cancelled() and booking.exception() is not None:
+            log.warning("a reply's slot was not booked: %s", type(booking.exception()).__name__)
 
     async def pause(self, seconds: float) -> None:
         await self.fallback.pause(seconds)
@@ -426,6 +459,8 @@ class DatabaseSchedule:
         return False
 
     async def close(self) -> None:
+        if self._booking:
+            await asyncio.gather(*self._booking, return_exceptions=True)
         async with self._lock:
             if self._conn is not None:
                 with contextlib.suppress(Exception):

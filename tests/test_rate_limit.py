@@ -238,7 +238,7 @@ async def test_processes_share_one_schedule_on_postgres(engine: AsyncEngine, db_
     """Two schedules on two engines (two processes) hand out slots that are evenly spaced between them."""
     other = make_engine(db_url)
     interval = 0.02
-    schedules = [DatabaseSchedule(engine, interval), DatabaseSchedule(other, interval)]
+    schedules = [DatabaseSchedule(engine, interval, idle_trust=0), DatabaseSchedule(other, interval, idle_trust=0)]
     slots: list[float] = []
 
     async def take(schedule: DatabaseSchedule) -> None:
@@ -278,6 +278,36 @@ async def test_a_late_message_moves_the_shared_schedule_on_postgres(engine: Asyn
     finally:
         await first.close()
         await second.close()
+        await other.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_replies_go_at_once_while_the_shared_schedule_is_idle_and_their_slots_are_booked(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    other = make_engine(db_url)
+    here, there = DatabaseSchedule(engine, 0.2), DatabaseSchedule(other, 0.2)  # two processes
+    try:
+        assert (await here.reserve(bulk=False))[0] == pytest.approx(0.0, abs=0.01)  # waits: nothing known yet
+        assert here._idle_until > time.monotonic()  # ... and it found the schedule idle
+        for _ in range(3):  # the next replies go at once, their slots booked on the way
+            assert (await here.reserve(bulk=False))[0] == 0.0
+        await asyncio.gather(*here._booking)
+        delay, _, _ = await there.reserve(bulk=False)  # the other process finds the four slots taken
+        assert delay is not None and delay > 3 * 0.2 - 0.05
+        # their bookings found slots ahead (replies came faster than the limit): the next reply waits for its own
+        assert here._idle_until == 0.0
+        delay, _, _ = await here.reserve(bulk=False)
+        assert delay is not None and delay > 4 * 0.2 - 0.05
+        await asyncio.sleep(delay + 0.2 + 0.05)  # past its slot and the next: the next reply finds the schedule idle
+        assert (await here.reserve(bulk=False))[0] == pytest.approx(0.0, abs=0.01)
+        assert (await here.reserve(bulk=False))[0] == 0.0
+        await here.reserve(bulk=True)  # this process sends bulk: its replies take their booked slots again
+        assert here._idle_until == 0.0
+    finally:
+        await here.close()
+        await there.close()
         await other.dispose()
 
 

@@ -16,7 +16,7 @@ from bot.rate_limit import DatabaseSchedule
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_concurrent_replies_are_reserved_together_one_slot_each(engine: AsyncEngine) -> None:
     interval = 10.0  # long slots: each reply's delay names its slot unambiguously despite a slow machine
-    schedule = DatabaseSchedule(engine, interval)
+    schedule = DatabaseSchedule(engine, interval, idle_trust=0)  # every reply waits for its statement
     reservations: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
