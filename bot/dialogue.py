@@ -43,6 +43,18 @@ __all__ = ["Button", "Dialogue", "Document", "Keyboard", "Plugin", "Press", "Rep
 
 
 @dataclass(frozen=True)
+class _Finished:
+    """The last answer saved, its roadmap still to show (`Dialogue._finished`)."""
+
+    before: FlowState
+    after: FlowState
+    key: str
+    turn: int
+    recommendation: Recommendation
+    previous_path: str | None
+
+
+@dataclass(frozen=True)
 class Press:
     verb: str
     turn: int
@@ -220,14 +232,23 @@ class Dialogue:
         process last saw it (`bot.known_flows`) or else read without a lock, then saved by a compare-and-set of its
         turn together with the update's claim. One round trip to the database, two after a read, against BEGIN,
         the claim, the lock, the read, the save and COMMIT; the physician's order holds all the same, as the save
-        applies only if nobody moved the session since it was seen. None sends the press the locked way, which
-        decides it under the lock as before: the first tap of a day (old claims are pruned), a press for another
-        turn, an invalid one, the last answer (it also stores the recommendation), an edit of an earlier answer, a
-        session moved meanwhile, or an update claimed already."""
+        applies only if nobody moved the session since it was seen. The last answer stores the recommendation in
+        the same statement. None sends the press the locked way, which decides it under the lock as before: the
+        first tap of a day (old claims are pruned), a press for another turn, an invalid one, an edit of an earlier
+        answer, a session moved meanwhile, or an update claimed already."""
         claim = claim_for_statement()
         if claim is False:
             return None
         claim_day = claim[1] if isinstance(claim, tuple) and claim[0] == CURRENT_UPDATE.get() else None
+        reply = await self._unlocked_move(unlocked, user_id, press, claim_day)
+        if not isinstance(reply, _Finished):
+            return reply
+        async with self.sessions() as session:  # the roadmap's reads (the update is claimed: this claims nothing)
+            return await self._finished(session, user_id, reply)
+
+    async def _unlocked_move(
+        self, unlocked: AsyncEngine, user_id: int, press: Press, claim_day: date | None
+    ) -> Reply | _Finished | None:
         async with unlocked.connect() as conn:
             known = self.known.get(user_id)
             if known is not None and known[0].turn == press.turn:
@@ -254,16 +275,23 @@ class Dialogue:
         flow: repo.StoredFlow,
         state: FlowState,
         claim_day: date | None,
-    ) -> Reply | None:
-        """Apply the press to the flow as seen and save it if nobody moved it since: the reply, None when the move is
-        not the unlocked tap's to make, `_MOVED_MEANWHILE` when the save found the session moved on."""
+    ) -> Reply | _Finished | None:
+        """Apply the press to the flow as seen and save it if nobody moved it since: the reply (`_Finished` for the
+        last answer, whose roadmap is read after the connection is back in the pool), None when the move is not the
+        unlocked tap's to make, `_MOVED_MEANWHILE` when the save found the session moved on."""
         try:
             moved = self._move(state, press)
         except FlowError:
             return None
         answers = _stored(moved)
-        if moved.complete or not repo.saves_unmoved(flow, answers):
+        if not repo.saves_unmoved(flow, answers):
             return None
+        rec = self.engine.recommend(moved.answers) if moved.complete else None
+        completes = (
+            None
+            if rec is None
+            else repo.Completion(user_id, rec.path.value, rec.qme_score, rec.ime_score, rec.as_dict())
+        )
         saved = await repo.save_unmoved(
             conn,
             flow,
@@ -273,12 +301,16 @@ class Dialogue:
             answers=answers,
             update_id=CURRENT_UPDATE.get(),
             claim=claim_day,
+            completes=completes,
         )
         if saved is None:
             self.known.forget(user_id)
             return _MOVED_MEANWHILE
         if claim_day is not None:
             claimed_by_statement()
+        if rec is not None and completes is not None:
+            self.known.forget(user_id)
+            return _Finished(state, moved, press.args[0], saved.turn, rec, completes.previous_path)
         self.known.put(user_id, saved, moved)
         if press.verb == "t":
             return Reply(edit=self._question_screen(moved, saved.turn))
@@ -445,23 +477,28 @@ class Dialogue:
         if not after.complete:
             saved = await self._save(session, flow, after)
             return self._moved_on(before, after, key, saved.turn)
-        answered = self._answered(before, after, key)
         previous = await repo.latest_path(session, user_id)
         saved = await self._save(session, flow, after, status="completed")
         rec = self.engine.recommend(after.answers)
         await repo.add_recommendation(session, saved.id, rec.path.value, rec.qme_score, rec.ime_score, rec.as_dict())
+        return await self._finished(session, user_id, _Finished(before, after, key, saved.turn, rec, previous))
+
+    async def _finished(self, session: AsyncSession, user_id: int, done: _Finished) -> Reply:
+        """The last answer recorded: the question keeps the choice, then a changed path is said and the roadmap
+        follows."""
+        rec = done.recommendation
         screens = []
-        if previous is not None and previous != rec.path.value:
+        if done.previous_path is not None and done.previous_path != rec.path.value:
             screens.append(
                 _plain(
                     texts.CHANGED_PATH.format(
-                        before=esc(self.defn.rules.paths[previous].title),
+                        before=esc(self.defn.rules.paths[done.previous_path].title),
                         after=esc(self.defn.rules.paths[rec.path.value].title),
                     )
                 )
             )
-        screens.append(await self._roadmap_screen(session, user_id, after, saved.turn, rec))
-        return Reply(edit=answered, send=screens)
+        screens.append(await self._roadmap_screen(session, user_id, done.after, done.turn, rec))
+        return Reply(edit=self._answered(done.before, done.after, done.key), send=screens)
 
     def _answered(self, before: FlowState, after: FlowState, key: str) -> Screen:
         """What the answered question's message turns into: the choice, kept in the chat."""

@@ -334,20 +334,51 @@ def _changes(
     return stored, gone, added, changed
 
 
+_ADD_RECOMMENDATION = insert(RecommendationRow)
+_LATEST_PATH = (
+    select(RecommendationRow.path)
+    .join(FlowSession, RecommendationRow.session_id == FlowSession.id)
+    .where(FlowSession.user_id == bindparam("user_id"))
+    .order_by(RecommendationRow.id.desc())
+    .limit(1)
+)
+
+
 # -- the usual tap without a transaction (PostgreSQL) -----------------------------------------------------------
 
 _processed = cast(Table, ProcessedUpdate.__table__)
 
 
-def _save_unmoved(answer: bool, claim: bool) -> Select[Any]:
+_recommendations = cast(Table, RecommendationRow.__table__)
+
+
+def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[Any]:
     """One statement: the session moved on only if it is still active at the turn it was read at, with the new
     answer and the update's claim inserted only if it was (data-modifying WITHs all run in one atomic statement).
     It returns the new turn, or no row when someone moved the session meanwhile. A claim taken already fails the
-    statement (unique violation), which undoes it whole."""
+    statement (unique violation), which undoes it whole. `complete`: the flow ends here, its recommendation is
+    stored too, and the path of the physician's previous recommendation comes back beside the turn (the statement
+    reads it from its snapshot, before its own insert)."""
     saved = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active").cte("saved")
-    stmt = select(saved.c.turn)
+    stmt = select(saved.c.turn, _LATEST_PATH.scalar_subquery()) if complete else select(saved.c.turn)
     if answer:
         stmt = stmt.add_cte(_answer_after(saved).cte("answered"))
+    if complete:
+        stmt = stmt.add_cte(
+            insert(_recommendations)
+            .from_select(
+                ["session_id", "path", "qme_score", "ime_score", "details", "created_at"],
+                select(
+                    bindparam("flow_id", type_=_flows.c.id.type),
+                    bindparam("rec_path", type_=_recommendations.c.path.type),
+                    bindparam("rec_qme", type_=_recommendations.c.qme_score.type),
+                    bindparam("rec_ime", type_=_recommendations.c.ime_score.type),
+                    bindparam("rec_details", type_=_recommendations.c.details.type),
+                    bindparam("now", type_=_flows.c.updated_at.type),
+                ).select_from(saved),
+            )
+            .cte("recommended")
+        )
     if claim:
         stmt = stmt.add_cte(
             insert(_processed)
@@ -364,9 +395,10 @@ def _save_unmoved(answer: bool, claim: bool) -> Select[Any]:
 
 
 _SAVES_UNMOVED = {
-    (answer, claim): DriverStatement(_save_unmoved(answer, claim))
+    (answer, claim, complete): DriverStatement(_save_unmoved(answer, claim, complete))
     for answer in (False, True)
     for claim in (False, True)
+    for complete in (False, True)
 }
 _READ_ACTIVE = DriverStatement(_ACTIVE)
 
@@ -392,16 +424,18 @@ async def save_unmoved(
     answers: Mapping[str, AnswerValue],
     update_id: int | None = None,
     claim: date | None = None,
+    completes: Completion | None = None,
 ) -> StoredFlow | None:
     """Save a move of `flow`, read by `read_active`, as one statement that commits by itself: the compare-and-set of
-    the turn stands in for the physician's lock. Only for a move that keeps the session active and that
-    `saves_unmoved`; None when the session moved since it was read. `claim`: the day to claim `update_id` on, in
-    the same statement.
+    the turn stands in for the physician's lock. Only for a move that `saves_unmoved`; None when the session moved
+    since it was read. `claim`: the day to claim `update_id` on, in the same statement. `completes`: the move ends
+    the flow with this recommendation (stored in the statement too; it gets the previous one's path back).
     Raises IntegrityError when the update was claimed already."""
     stored, gone, added, changed = _changes(flow, answers)
     if gone or changed or len(added) > 1 or (claim is not None and update_id is None):
         raise ValueError("not a move for save_unmoved (see saves_unmoved)")
     now = utcnow()
+    status = "active" if completes is None else "completed"
     params: dict[str, Any] = {
         "flow_id": flow.id,
         "expected_turn": flow.turn,
@@ -409,29 +443,35 @@ async def save_unmoved(
         "to_editing": editing,
         "to_draft": list(draft),
         "to_update": update_id,
-        "to_status": "active",
+        "to_status": status,
         "now": now,
-        "to_completed_at": None,
+        "to_completed_at": None if completes is None else now,
     }
     if added:
         params.update(new_key=added[0], new_value=stored[added[0]])
     if claim is not None:
         params.update(claimed_id=update_id, claimed_day=claim)
-    rows = await _SAVES_UNMOVED[bool(added), claim is not None].fetch(conn, params)
+    if completes is not None:
+        params.update(user_id=completes.user_id, rec_path=completes.path, rec_qme=completes.qme_score,
+                      rec_ime=completes.ime_score, rec_details=completes.details)  # fmt: skip
+    rows = await _SAVES_UNMOVED[bool(added), claim is not None, completes is not None].fetch(conn, params)
     if not rows:
         return None
-    turn = rows[0][0]
-    return StoredFlow(flow.id, "active", current_key, editing, tuple(draft), turn, stored, update_id, now)
+    if completes is not None:
+        completes.previous_path = rows[0][1]
+    return StoredFlow(flow.id, status, current_key, editing, tuple(draft), rows[0][0], stored, update_id, now)
 
 
-_ADD_RECOMMENDATION = insert(RecommendationRow)
-_LATEST_PATH = (
-    select(RecommendationRow.path)
-    .join(FlowSession, RecommendationRow.session_id == FlowSession.id)
-    .where(FlowSession.user_id == bindparam("user_id"))
-    .order_by(RecommendationRow.id.desc())
-    .limit(1)
-)
+@dataclass
+class Completion:
+    """The recommendation a flow ends with, for `save_unmoved`; `previous_path` is filled in by the save."""
+
+    user_id: int
+    path: str
+    qme_score: int
+    ime_score: int
+    details: dict[str, Any]
+    previous_path: str | None = None
 
 
 async def add_recommendation(
