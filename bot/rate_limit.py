@@ -86,7 +86,8 @@ sent and one sent up to `LATE` after its slot still leave any second at most (1 
 limit, with the rest of the margin for jitter; after a 429's pause there is nothing to make up."""
 WINDOW = 1.015
 """The memory schedule's window in seconds: Telegram counts a second, and the 15 ms on top absorb a message sent
-up to `EARLY` before or `LATE` after its slot plus 9 ms of jitter on the way to Telegram (the ceiling is 98.5%)."""
+up to `EARLY` before or `LATE` after its slot plus 9 ms of jitter on the way to Telegram (a ceiling of 98.5% of
+the limit, less the places `SPARE` keeps for replies: 98.3% at 1,000/s)."""
 SPARE = 0.002
 """The share of each window bulk leaves to replies in the memory schedule (2 places at 1,000/s, none at 30/s,
 where a reply waits at most for the next slot, as on the even schedule)."""

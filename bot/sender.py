@@ -18,7 +18,7 @@ Lanes: the sender keeps as few messages on the wire as the rate needs. Each lane
 its outcome is committed, then takes the next, so a crash repeats at most one message per lane. The number of
 lanes is ceil(rate x time per message x 1.5), from the measured time on the wire and in the database (not the
 time spent waiting for a slot), between 1 and MEDLEGAL_SEND_LANES (the 1.5 lets the lanes send what a stall left
-unused at the rate limiter's catch-up pace, `SPEEDUP`): one lane while a message takes less than the
+unused at the rate limiter's catch-up pace, `SPEEDUP`): one lane while a message takes less than two thirds of a
 slot interval (30/s against a nearby server), a few against Telegram's real round trip. Lanes' results are
 committed together (group commit), one writer at a time in the process, so SQLite never makes a writer wait on
 another. On PostgreSQL several processes drain the same outbox without sharing a row
