@@ -162,21 +162,17 @@ _ADD_USER_SQLITE = sqlite_insert(User).on_conflict_do_nothing()
 _ADD_USER_PG = pg_insert(User).on_conflict_do_nothing()
 
 
-def _answer_after(saved: CTE) -> Insert:
-    """The new answer (`new_key`, `new_value`), inserted only if the `saved` session update matched its row."""
-    return insert(_answers).from_select(
-        ["session_id", "question_key", "value", "created_at", "updated_at"],
-        select(
-            bindparam("flow_id", type_=_flows.c.id.type),
-            bindparam("new_key", type_=_answers.c.question_key.type),
-            bindparam("new_value", type_=_answers.c.value.type),
-            bindparam("now", type_=_flows.c.updated_at.type),
-            bindparam("now", type_=_flows.c.updated_at.type),
-        ).select_from(saved),
-    )
+def _insert_after(saved: CTE, table: Table, params: dict[str, str]) -> Insert:
+    """A row into `table`, each column from the bind parameter named beside it, inserted only if the `saved`
+    session update matched its row (PostgreSQL's data-modifying WITH)."""
+    columns = select(*(bindparam(param, type_=table.c[column].type) for column, param in params.items()))
+    return insert(table).from_select(list(params), columns.select_from(saved))
 
 
-_SAVE_WITH_ANSWER = _answer_after(_SAVE.cte("saved"))
+_NEW_ANSWER = {
+    "session_id": "flow_id", "question_key": "new_key", "value": "new_value", "created_at": "now", "updated_at": "now",
+}  # fmt: skip
+_SAVE_WITH_ANSWER = _insert_after(_SAVE.cte("saved"), _answers, _NEW_ANSWER)
 """PostgreSQL only (a data-modifying WITH): the usual tap, the session moved on and one new answer, in one
 round trip instead of two; nothing is inserted when the session is gone."""
 _CHANGE_ANSWER = (
@@ -362,35 +358,16 @@ def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[A
     saved = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active").cte("saved")
     stmt = select(saved.c.turn, _LATEST_PATH.scalar_subquery()) if complete else select(saved.c.turn)
     if answer:
-        stmt = stmt.add_cte(_answer_after(saved).cte("answered"))
+        stmt = stmt.add_cte(_insert_after(saved, _answers, _NEW_ANSWER).cte("answered"))
     if complete:
-        stmt = stmt.add_cte(
-            insert(_recommendations)
-            .from_select(
-                ["session_id", "path", "qme_score", "ime_score", "details", "created_at"],
-                select(
-                    bindparam("flow_id", type_=_flows.c.id.type),
-                    bindparam("rec_path", type_=_recommendations.c.path.type),
-                    bindparam("rec_qme", type_=_recommendations.c.qme_score.type),
-                    bindparam("rec_ime", type_=_recommendations.c.ime_score.type),
-                    bindparam("rec_details", type_=_recommendations.c.details.type),
-                    bindparam("now", type_=_flows.c.updated_at.type),
-                ).select_from(saved),
-            )
-            .cte("recommended")
-        )
+        recommendation = {
+            "session_id": "flow_id", "path": "rec_path", "qme_score": "rec_qme", "ime_score": "rec_ime",
+            "details": "rec_details", "created_at": "now",
+        }  # fmt: skip
+        stmt = stmt.add_cte(_insert_after(saved, _recommendations, recommendation).cte("recommended"))
     if claim:
-        stmt = stmt.add_cte(
-            insert(_processed)
-            .from_select(
-                ["update_id", "day"],
-                select(
-                    bindparam("claimed_id", type_=_processed.c.update_id.type),
-                    bindparam("claimed_day", type_=_processed.c.day.type),
-                ).select_from(saved),
-            )
-            .cte("claimed")
-        )
+        claimed = {"update_id": "claimed_id", "day": "claimed_day"}
+        stmt = stmt.add_cte(_insert_after(saved, _processed, claimed).cte("claimed"))
     return stmt
 
 
