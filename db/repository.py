@@ -281,16 +281,7 @@ async def save_flow(
             raise LookupError(f"flow session {flow} is gone")
         flow = loaded
     now = utcnow()
-    params: dict[str, Any] = {
-        "flow_id": flow.id,
-        "to_current_key": current_key,
-        "to_editing": editing,
-        "to_draft": list(draft),
-        "to_update": update_id,
-        "to_status": status,
-        "now": now,
-        "to_completed_at": now if status == "completed" else None,
-    }
+    params = _save_params(flow.id, current_key, editing, draft, update_id, status, now)
     stored, gone, added, changed = _changes(flow, answers)
     if len(added) == 1 and not gone and not changed and session.get_bind().dialect.name == "postgresql":
         params.update(new_key=added[0], new_value=stored[added[0]])
@@ -313,6 +304,28 @@ async def save_flow(
         ]
         await run_core(session, _ADD_ANSWERS, new)
     return StoredFlow(flow.id, status, current_key, editing, tuple(draft), turn, dict(stored), update_id, now)
+
+
+def _save_params(
+    flow_id: int,
+    current_key: str | None,
+    editing: bool,
+    draft: tuple[str, ...],
+    update_id: int | None,
+    status: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The bind parameters of `_SAVE` (the session moved on, the turn bumped)."""
+    return {
+        "flow_id": flow_id,
+        "to_current_key": current_key,
+        "to_editing": editing,
+        "to_draft": list(draft),
+        "to_update": update_id,
+        "to_status": status,
+        "now": now,
+        "to_completed_at": now if status == "completed" else None,
+    }
 
 
 def _listed(value: AnswerValue | tuple[str, ...]) -> AnswerValue:
@@ -413,17 +426,8 @@ async def save_unmoved(
         raise ValueError("not a move for save_unmoved (see saves_unmoved)")
     now = utcnow()
     status = "active" if completes is None else "completed"
-    params: dict[str, Any] = {
-        "flow_id": flow.id,
-        "expected_turn": flow.turn,
-        "to_current_key": current_key,
-        "to_editing": editing,
-        "to_draft": list(draft),
-        "to_update": update_id,
-        "to_status": status,
-        "now": now,
-        "to_completed_at": None if completes is None else now,
-    }
+    params = _save_params(flow.id, current_key, editing, draft, update_id, status, now)
+    params["expected_turn"] = flow.turn
     if added:
         params.update(new_key=added[0], new_value=stored[added[0]])
     if claim is not None:
