@@ -113,7 +113,7 @@ def report_text(broadcast_id: int, audience: str, counts: dict[str, int], *, can
     """The report on a Cancel press that left nothing on the wire, in the words of the sender's final report."""
     title = "Broadcast cancelled" if cancelled else "Broadcast sent"
     lines = [
-        f"<b>{title}</b> (#{broadcast_id}, {esc(audience)})",  # as bot.sender.final_report, which may follow
+        f"<b>{title}</b> (#{broadcast_id}, {esc(audience_label(audience))})",  # as bot.sender.final_report
         f"Sent {counts.get('sent', 0)} · failed {counts.get('failed', 0)} · skipped {counts.get('skipped', 0)}"
         f" of {counts.get('total', 0)}",
     ]

@@ -383,7 +383,7 @@ async def test_end_to_end_admin_broadcasts_and_subscribers_receive_it(fake: Fake
         assert received.text == MESSAGE
         final = await fake.wait_for_message(ADMIN, "Broadcast sent", timeout=10)
         assert final.message_id == control.message_id  # the control message, edited in place
-        assert final.plain_text.startswith("Broadcast sent (#1, qme)\nSent 1 · failed 1 · skipped 0 of 2")
+        assert final.plain_text.startswith("Broadcast sent (#1, QME track)\nSent 1 · failed 1 · skipped 0 of 2")
         assert "Failed: bot was blocked by the user (1)" in final.plain_text
         assert not final.buttons()  # the Cancel button goes with the sending
         edits = [c.params["text"] for c in fake.calls_to("editMessageText", ADMIN)]
