@@ -110,10 +110,11 @@ def progress_text(broadcast_id: int, audience: str, counts: dict[str, int]) -> s
 
 
 def report_text(broadcast_id: int, audience: str, counts: dict[str, int], *, cancelled: bool = False) -> str:
-    """The report on a Cancel press that left nothing on the wire, in the words of the sender's final report."""
+    """The outcome and the counts: the whole report on a Cancel press that left nothing on the wire, the head of
+    the sender's final report (`bot.sender.final_report`) otherwise."""
     title = "Broadcast cancelled" if cancelled else "Broadcast sent"
     lines = [
-        f"<b>{title}</b> (#{broadcast_id}, {esc(audience_label(audience))})",  # as bot.sender.final_report
+        f"<b>{title}</b> (#{broadcast_id}, {esc(audience_label(audience))})",
         f"Sent {counts.get('sent', 0)} · failed {counts.get('failed', 0)} · skipped {counts.get('skipped', 0)}"
         f" of {counts.get('total', 0)}",
     ]

@@ -47,7 +47,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
-from bot.admin_broadcast import audience_label, progress_text
+from bot.admin_broadcast import progress_text, report_text
 from bot.bulk_send import send_html
 from bot.outbox_writer import OutboxWriter
 from bot.rate_limit import BULK, BULK_WAITED, SPEEDUP, retry_seconds
@@ -87,11 +87,7 @@ def keyboard(rows: Iterable[Iterable[dict[str, Any]]] | None) -> InlineKeyboardM
 
 def final_report(broadcast: Broadcast, counts: dict[str, int], reasons: list[tuple[str, int]]) -> str:
     """What the admin sees when a broadcast is over: the outcome, the counts, how long it took, why some failed."""
-    title = "Broadcast cancelled" if broadcast.status == "cancelled" else "Broadcast sent"
-    lines = [
-        f"<b>{title}</b> (#{broadcast.id}, {html.escape(audience_label(broadcast.audience))})",
-        f"Sent {counts['sent']} · failed {counts['failed']} · skipped {counts['skipped']} of {counts['total']}",
-    ]
+    lines = [report_text(broadcast.id, broadcast.audience, counts, cancelled=broadcast.status == "cancelled")]
     if broadcast.finished_at is not None:
         took = outbox.as_utc(broadcast.finished_at) - outbox.as_utc(broadcast.created_at)
         lines.append(f"Took {_duration(took)}")
