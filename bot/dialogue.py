@@ -250,20 +250,17 @@ class Dialogue:
         self, unlocked: AsyncEngine, user_id: int, press: Press, claim_day: date | None
     ) -> Reply | _Finished | None:
         async with unlocked.connect() as conn:
-            known = self.known.get(user_id)
-            if known is not None and known[0].turn == press.turn:
-                try:
-                    reply = await self._save_unlocked(conn, user_id, press, *known, claim_day)
-                except IntegrityError:  # the update was claimed already: the locked way says so
-                    return None
-                if reply is not _MOVED_MEANWHILE:
-                    return reply
-            flow = await repo.read_active(conn, user_id)
-            if flow is None or flow.turn != press.turn:
-                return None
             try:
+                known = self.known.get(user_id)
+                if known is not None and known[0].turn == press.turn:
+                    reply = await self._save_unlocked(conn, user_id, press, *known, claim_day)
+                    if reply is not _MOVED_MEANWHILE:
+                        return reply
+                flow = await repo.read_active(conn, user_id)
+                if flow is None or flow.turn != press.turn:
+                    return None
                 reply = await self._save_unlocked(conn, user_id, press, flow, self._state(flow), claim_day)
-            except IntegrityError:
+            except IntegrityError:  # the update was claimed already: the locked way says so
                 return None
             return None if reply is _MOVED_MEANWHILE else reply
 
