@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot import roadmap_view, texts
 from bot.calendar_file import ics_bytes, ics_filename
-from bot.exam_calendar import stored_sittings
+from bot.exam_calendar import as_sitting, stored_sittings
 from bot.known_flows import KnownFlows
 from bot.screens import Button, Document, Keyboard, Reply, Screen, esc
 from bot.settings import Settings
@@ -36,6 +36,7 @@ from flows.definition import Question
 from flows.engine import FlowEngine, FlowError, FlowState, StaleAnswer, restore
 from flows.recommend import Recommendation
 from flows.roadmap import Roadmap, build_roadmap
+from flows.sittings import Sitting
 
 T = TypeVar("T")
 
@@ -49,7 +50,6 @@ class _Finished:
     before: FlowState
     after: FlowState
     key: str
-    turn: int
     recommendation: Recommendation
     previous_path: str | None
 
@@ -157,7 +157,8 @@ class Dialogue:
 
     async def _tx(self, work: Callable[[AsyncSession], Awaitable[T]], user_id: int | None = None) -> T:
         """Run `work` in a transaction; a physician's flows seen by the unlocked tap are forgotten first, as the
-        work may change them (the tap would only find out by a failed save)."""
+        work may change them (the tap would only find out by a failed save). Work that opens or shows a flow puts
+        it back as the next tap's guess: should the transaction then roll back, that guess fails its save."""
         if user_id is not None:
             self.known.forget(user_id)
         async with self.sessions() as session, session.begin():
@@ -240,15 +241,11 @@ class Dialogue:
         if claim is False:
             return None
         claim_day = claim[1] if isinstance(claim, tuple) and claim[0] == CURRENT_UPDATE.get() else None
-        reply = await self._unlocked_move(unlocked, user_id, press, claim_day)
-        if not isinstance(reply, _Finished):
-            return reply
-        async with self.sessions() as session:  # the roadmap's reads (the update is claimed: this claims nothing)
-            return await self._finished(session, user_id, reply)
+        return await self._unlocked_move(unlocked, user_id, press, claim_day)
 
     async def _unlocked_move(
         self, unlocked: AsyncEngine, user_id: int, press: Press, claim_day: date | None
-    ) -> Reply | _Finished | None:
+    ) -> Reply | None:
         async with unlocked.connect() as conn:
             try:
                 known = self.known.get(user_id)
@@ -272,10 +269,10 @@ class Dialogue:
         flow: repo.StoredFlow,
         state: FlowState,
         claim_day: date | None,
-    ) -> Reply | _Finished | None:
-        """Apply the press to the flow as seen and save it if nobody moved it since: the reply (`_Finished` for the
-        last answer, whose roadmap is read after the connection is back in the pool), None when the move is not the
-        unlocked tap's to make, `_MOVED_MEANWHILE` when the save found the session moved on."""
+    ) -> Reply | None:
+        """Apply the press to the flow as seen and save it if nobody moved it since: the reply (for the last answer
+        with its roadmap, read by the same statement), None when the move is not the unlocked tap's to make,
+        `_MOVED_MEANWHILE` when the save found the session moved on."""
         try:
             moved = self._move(state, press)
         except FlowError:
@@ -305,13 +302,17 @@ class Dialogue:
             return _MOVED_MEANWHILE
         if claim_day is not None:
             claimed_by_statement()
-        if rec is not None and completes is not None:
+        turn = saved.flow.turn
+        if rec is not None and saved.completed is not None:
             self.known.forget(user_id)
-            return _Finished(state, moved, press.args[0], saved.turn, rec, completes.previous_path)
-        self.known.put(user_id, saved, moved)
+            inputs = saved.completed.inputs
+            roadmap = self._roadmap_of(moved, rec, [as_sitting(row) for row in inputs.sittings], inputs.done)
+            screen = self._roadmap_screen_of(roadmap, turn, inputs.subscribed)
+            return self._finished(_Finished(state, moved, press.args[0], rec, saved.completed.previous_path), screen)
+        self.known.put(user_id, saved.flow, moved)
         if press.verb == "t":
-            return Reply(edit=self._question_screen(moved, saved.turn))
-        return self._moved_on(state, moved, press.args[0], saved.turn)
+            return Reply(edit=self._question_screen(moved, turn))
+        return self._moved_on(state, moved, press.args[0], turn)
 
     def _move(self, state: FlowState, press: Press) -> FlowState:
         """The engine move of an answering press (`_MOVES`)."""
@@ -328,6 +329,7 @@ class Dialogue:
         flow = await repo.active_flow(session, user_id)
         if flow is not None:
             state = self._state(flow)
+            self.known.put(user_id, flow, state)
             if state.answers and not state.complete:
                 progress = self.engine.progress(state)
                 prompt = texts.RESUME_PROMPT.format(step=progress.step, total=progress.total)
@@ -393,6 +395,7 @@ class Dialogue:
     async def _new_flow(self, session: AsyncSession, user_id: int, intro: str) -> Reply:
         state = self.engine.start()
         flow = await repo.start_flow(session, user_id, state.current, update_id=CURRENT_UPDATE.get())
+        self.known.put(user_id, flow, state)  # the first answer's guess (checked by its save, as any guess)
         return Reply(send=[Screen(intro), self._question_screen(state, flow.turn)])
 
     @staticmethod
@@ -478,9 +481,10 @@ class Dialogue:
         saved = await self._save(session, flow, after, status="completed")
         rec = self.engine.recommend(after.answers)
         await repo.add_recommendation(session, saved.id, rec.path.value, rec.qme_score, rec.ime_score, rec.as_dict())
-        return await self._finished(session, user_id, _Finished(before, after, key, saved.turn, rec, previous))
+        roadmap = await self._roadmap_screen(session, user_id, after, saved.turn, rec)
+        return self._finished(_Finished(before, after, key, rec, previous), roadmap)
 
-    async def _finished(self, session: AsyncSession, user_id: int, done: _Finished) -> Reply:
+    def _finished(self, done: _Finished, roadmap: Screen) -> Reply:
         """The last answer recorded: the question keeps the choice, then a changed path is said and the roadmap
         follows."""
         rec = done.recommendation
@@ -494,7 +498,7 @@ class Dialogue:
                     )
                 )
             )
-        screens.append(await self._roadmap_screen(session, user_id, done.after, done.turn, rec))
+        screens.append(roadmap)
         return Reply(edit=self._answered(done.before, done.after, done.key), send=screens)
 
     def _answered(self, before: FlowState, after: FlowState, key: str) -> Screen:
@@ -636,8 +640,13 @@ class Dialogue:
         """The roadmap recomputed for today, the current exam calendar and the progress steps the user ticked."""
         sittings = await stored_sittings(session)
         done = await progress_store.done_steps(session, user_id) if user_id is not None else {}
-        today = self.settings.current_date()
+        return self._roadmap_of(state, rec, sittings, done)
+
+    def _roadmap_of(
+        self, state: FlowState, rec: Recommendation | None, sittings: list[Sitting], done: dict[str, date]
+    ) -> Roadmap:
         rec = rec or self.engine.recommend(state.answers)
+        today = self.settings.current_date()
         return build_roadmap(state.answers, today, sittings, defn=self.defn, recommendation=rec, done=done)
 
     async def _roadmap_screen(
@@ -645,9 +654,15 @@ class Dialogue:
     ) -> Screen:
         roadmap = await self.roadmap(session, state, rec, user_id=user_id)
         subscribed = await outbox.is_subscribed(session, user_id) if roadmap_view.has_exam_dates(roadmap) else None
+        return self._roadmap_screen_of(roadmap, turn, subscribed)
+
+    def _roadmap_screen_of(self, roadmap: Roadmap, turn: int, subscribed: bool | None) -> Screen:
+        """The roadmap's summary and buttons; the reminder status shows only where there are exam dates to remind
+        of (`subscribed` is then needed)."""
+        shown = subscribed if roadmap_view.has_exam_dates(roadmap) else None
         return Screen(
-            roadmap_view.summary_text(roadmap, subscribed, self.settings),
-            roadmap_view.roadmap_keyboard(roadmap, turn, subscribed),
+            roadmap_view.summary_text(roadmap, shown, self.settings),
+            roadmap_view.roadmap_keyboard(roadmap, turn, shown),
         )
 
     async def _calendar(self, session: AsyncSession, user_id: int, state: FlowState) -> Document:

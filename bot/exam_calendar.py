@@ -16,7 +16,7 @@ from db.models import ExamSitting
 from flows.sittings import Sitting
 
 
-def as_sitting(row: ExamSitting | Row[Any]) -> Sitting:
+def as_sitting(row: ExamSitting | Row[Any] | repo.SittingFields) -> Sitting:
     """The stored row as the pure planning value (db does not import flows, so the conversion lives here)."""
     return Sitting(
         first_day=row.first_day,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     CTE,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -361,15 +362,89 @@ _processed = cast(Table, ProcessedUpdate.__table__)
 _recommendations = cast(Table, RecommendationRow.__table__)
 
 
+_SITTINGS_ORDER = (ExamSitting.first_day, ExamSitting.last_day, ExamSitting.id)
+
+
+class SittingFields(NamedTuple):
+    """An exam sitting as stored, the fields every roadmap reads (`bot.exam_calendar.as_sitting`)."""
+
+    id: int
+    first_day: date
+    last_day: date
+    deadline: date | None
+    note: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RoadmapInputs:
+    """What a roadmap reads besides the answers: the exam calendar, the steps ticked, the reminder subscription."""
+
+    sittings: tuple[SittingFields, ...]
+    done: dict[str, date]
+    subscribed: bool
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What the statement that ends a flow (`save_unmoved`) reads back from its own snapshot, before its inserts:
+    the path of the physician's previous recommendation, and everything the roadmap needs."""
+
+    previous_path: str | None
+    inputs: RoadmapInputs
+
+
+@dataclass(frozen=True)
+class Unmoved:
+    """A move saved by `save_unmoved`: the flow as now stored, and for the last answer, `Completed`."""
+
+    flow: StoredFlow
+    completed: Completed | None = None
+
+
+def _column_arrays(*columns: Any, where: ColumnElement[bool] | None = None, order: Any = ()) -> list[Any]:
+    """One array per column, every array in the same row order (PostgreSQL): a table's rows as scalar subqueries."""
+    arrays = []
+    for column in columns:
+        aggregated = select(func.array_agg(aggregate_order_by(column, *order)) if order else func.array_agg(column))
+        arrays.append((aggregated if where is None else aggregated.where(where)).scalar_subquery())
+    return arrays
+
+
+_ROADMAP_READS = [
+    *_column_arrays(
+        ExamSitting.id, ExamSitting.first_day, ExamSitting.last_day, ExamSitting.deadline, ExamSitting.note,
+        ExamSitting.source, order=_SITTINGS_ORDER,
+    ),
+    *_column_arrays(
+        ProgressStep.step_key, ProgressStep.done_on, where=ProgressStep.user_id == bindparam("user_id"),
+        order=(ProgressStep.step_key,),
+    ),
+    select(Subscription.active).where(Subscription.user_id == bindparam("user_id")).scalar_subquery(),
+]  # fmt: skip
+"""The roadmap's three reads (`sitting_rows`, `db.progress.done_steps`, `db.outbox.is_subscribed`) as columns of
+the statement that ends a flow, so the last answer and its roadmap take one round trip."""
+
+
+def _roadmap_inputs(row: Sequence[Any]) -> RoadmapInputs:
+    """`RoadmapInputs` from the columns of `_ROADMAP_READS` (an empty table aggregates to NULL)."""
+    ids, firsts, lasts, deadlines, notes, sources, keys, days, subscribed = (v if v is not None else [] for v in row)
+    sittings = tuple(
+        SittingFields(*fields) for fields in zip(ids, firsts, lasts, deadlines, notes, sources, strict=True)
+    )
+    return RoadmapInputs(sittings, dict(zip(keys, days, strict=True)), bool(subscribed))
+
+
 def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[Any]:
     """One statement: the session moved on only if it is still active at the turn it was read at, with the new
     answer and the update's claim inserted only if it was (data-modifying WITHs all run in one atomic statement).
     It returns the new turn, or no row when someone moved the session meanwhile. A claim taken already fails the
     statement (unique violation), which undoes it whole. `complete`: the flow ends here, its recommendation is
-    stored too, and the path of the physician's previous recommendation comes back beside the turn (the statement
-    reads it from its snapshot, before its own insert)."""
+    stored too, and the path of the physician's previous recommendation and the roadmap's reads come back beside
+    the turn (the statement reads them from its snapshot, before its own inserts)."""
     saved = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active").cte("saved")
-    stmt = select(saved.c.turn, _LATEST_PATH.scalar_subquery()) if complete else select(saved.c.turn)
+    reads = (_LATEST_PATH.scalar_subquery(), *_ROADMAP_READS) if complete else ()
+    stmt = select(saved.c.turn, *reads)
     if answer:
         stmt = stmt.add_cte(_insert_after(saved, _answers, _NEW_ANSWER).cte("answered"))
     if complete:
@@ -415,11 +490,11 @@ async def save_unmoved(
     update_id: int | None = None,
     claim: date | None = None,
     completes: Completion | None = None,
-) -> StoredFlow | None:
+) -> Unmoved | None:
     """Save a move of `flow`, read by `read_active`, as one statement that commits by itself: the compare-and-set of
     the turn stands in for the physician's lock. Only for a move that `saves_unmoved`; None when the session moved
     since it was read. `claim`: the day to claim `update_id` on, in the same statement. `completes`: the move ends
-    the flow with this recommendation (stored in the statement too; it gets the previous one's path back).
+    the flow with this recommendation (stored in the statement too; `Unmoved.completed` has what its roadmap needs).
     Raises IntegrityError when the update was claimed already."""
     stored, gone, added, changed = _changes(flow, answers)
     if gone or changed or len(added) > 1 or (claim is not None and update_id is None):
@@ -438,21 +513,21 @@ async def save_unmoved(
     rows = await _SAVES_UNMOVED[bool(added), claim is not None, completes is not None].fetch(conn, params)
     if not rows:
         return None
-    if completes is not None:
-        completes.previous_path = rows[0][1]
-    return StoredFlow(flow.id, status, current_key, editing, tuple(draft), rows[0][0], stored, update_id, now)
+    saved = StoredFlow(flow.id, status, current_key, editing, tuple(draft), rows[0][0], stored, update_id, now)
+    if completes is None:
+        return Unmoved(saved)
+    return Unmoved(saved, Completed(rows[0][1], _roadmap_inputs(rows[0][2:])))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Completion:
-    """The recommendation a flow ends with, for `save_unmoved`; `previous_path` is filled in by the save."""
+    """The recommendation a flow ends with, for `save_unmoved`."""
 
     user_id: int
     path: str
     qme_score: int
     ime_score: int
     details: dict[str, Any]
-    previous_path: str | None = None
 
 
 async def add_recommendation(
@@ -513,7 +588,6 @@ async def delete_user(session: AsyncSession, user_id: int) -> int:
 SITTING_FIELDS = frozenset({"first_day", "last_day", "deadline", "note", "source"})
 
 
-_SITTINGS_ORDER = (ExamSitting.first_day, ExamSitting.last_day, ExamSitting.id)
 _SITTING_ROWS = select(
     ExamSitting.id, ExamSitting.first_day, ExamSitting.last_day, ExamSitting.deadline, ExamSitting.note,
     ExamSitting.source,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncGenerator, Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.dialogue import Dialogue, Reply
 from db import migrate
 from db.engine import make_engine, make_session_factory
+from db.progress import set_step
 from db.repository import StoredFlow, latest_flow
+from flows.progress_steps import COURSE
 from tests.conftest import fresh_database_url
 
 pytestmark = pytest.mark.postgres
@@ -120,9 +123,17 @@ def test_whole_flows_end_alike_with_and_without_the_lock(runner: asyncio.Runner,
 
 
 async def _two_passes(pg: Dialogue, lite: Dialogue, user: int) -> None:
+    """Three passes in fact: QME, IME, then QME again, with reminders on and a progress step ticked after the first (the
+    last roadmap's reads come back with the statement that ends the flow)."""
     practice = {"board": "certified", "stage": "established", "paperwork": "high", "admin_support": "yes"}
-    passes = (("start", {**practice, "ca_license": "active"}), ("restart", {**practice, "ca_license": "no"}))
-    for command, choose in passes:
+    qme, ime = {**practice, "ca_license": "active"}, {**practice, "ca_license": "no"}
+    passes = (("start", qme), ("restart", ime), ("restart", qme))
+    for number, (command, choose) in enumerate(passes):
+        if number == 1:
+            for dialogue in (pg, lite):
+                assert _shown(await dialogue.command(user, "remind")), "subscribed"
+                async with dialogue.sessions() as session, session.begin():
+                    await set_step(session, user, COURSE, True, date(2026, 3, 1))
         reply = await pg.command(user, command)
         assert _shown(reply) == _shown(await lite.command(user, command))
         for _ in range(60):
@@ -142,4 +153,6 @@ async def _two_passes(pg: Dialogue, lite: Dialogue, user: int) -> None:
             raise AssertionError("the flow did not end")
         assert any("roadmap" in text.lower() for text, _ in _shown(reply)), _shown(reply)
     assert any(text.startswith("Your recommendation changed from") for text, _ in _shown(reply)), _shown(reply)
+    roadmap = _shown(reply)[-1][0]
+    assert "Exam reminders are on" in roadmap and "<b>Done</b>" in roadmap, roadmap
     assert await _stored(pg.sessions.kw["bind"], user) == await _stored(lite.sessions.kw["bind"], user)
