@@ -11,6 +11,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
+PG_POOL_SIZE = 20
+"""PostgreSQL connections a process keeps open, and the most it opens: updates beyond them wait for one, which is
+cheap. SQLAlchemy's default (5, and up to 10 more that are closed as soon as they are returned) made a burst of a
+thousand physicians open and close a connection every tenth update, a server process forked, authenticated and
+set up each time: that cost the machine more CPU than the bot's own work. The sender takes at most three at once
+and the reminder scheduler two (one holds its lock); every other user of the pool takes one at a time."""
+PG_POOL_OVERFLOW = 0
+
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an engine; SQLite gets foreign keys enforced and a busy timeout so a console and a bot can share it."""
@@ -22,6 +30,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # dialogue's retry (bot.faults.with_db_retry) runs the step again on a fresh one. Recycling bounds how
         # stale a pooled connection can get behind a firewall that drops idle ones.
         kwargs.setdefault("pool_recycle", 1800)
+        kwargs.setdefault("pool_size", PG_POOL_SIZE)
+        kwargs.setdefault("max_overflow", PG_POOL_OVERFLOW)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 

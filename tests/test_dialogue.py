@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.dialogue import Dialogue, Reply, Screen, parse_press
 from db import migrate
-from db.engine import make_engine, make_session_factory
+from db.engine import PG_POOL_SIZE, make_engine, make_session_factory
 from tests.harness import answer_all
 
 CA_ORTHO: list[str | tuple[str, ...]] = [
@@ -119,3 +121,23 @@ def test_parse_press_reads_every_verb() -> None:
     assert parse_press("m:3:case_types:wc+pi") is not None
     assert parse_press("b:3") is not None
     assert parse_press("x:abcdef012345:y") is not None
+
+
+async def test_a_burst_of_physicians_opens_no_connection_beyond_the_pool(db_url: str) -> None:
+    """Sixty physicians at once: every flow completes, and on PostgreSQL the process never opens more connections
+    than its pool keeps (SQLAlchemy's default closes the extra ones on return, and a burst then opened and closed
+    a connection every few updates)."""
+    engine = make_engine(db_url)
+    opened: list[object] = []
+    event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+    try:
+        await migrate.upgrade(engine)
+        opened.clear()
+        dialogue = Dialogue(make_session_factory(engine))
+        users = range(4100, 4160)
+        replies = await asyncio.gather(*(answer_all(dialogue, user, CA_ORTHO) for user in users))
+        assert all("Recommendation" in _screens(reply)[-1].text for reply in replies)
+        if engine.dialect.name == "postgresql":
+            assert 1 < len(opened) <= PG_POOL_SIZE, "more connections than the pool keeps were opened"
+    finally:
+        await engine.dispose()
