@@ -88,6 +88,31 @@ class Run:
     first_bot_error: str | None
     cpu: float = 0.0
     """CPU seconds of this process (the bot) during the measured run, all threads."""
+    fake_cpu: float = 0.0
+    """CPU seconds of the fake Bot API's process (the simulated physicians) during the run."""
+    machine_cpu: float = 0.0
+    """CPU seconds of the whole machine during the run (every core, every process: the bot, the fake, the database
+    and anything else), from /proc/stat; 0.0 where there is none."""
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core has spent busy since boot (0.0 without /proc/stat)."""
+    with contextlib.suppress(OSError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / _TICK
+    return 0.0
+
+
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds of one process (user and system, 0.0 when it cannot be read)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    return 0.0
 
 
 async def run_bot(
@@ -111,10 +136,13 @@ async def run_bot(
             if warmup:
                 await fake.run(warmup, first_id + physicians, warmup, within)  # connections, caches, first imports
                 probe.reset()
-            cpu = time.process_time()
+            child = fake.proc.pid if fake.proc is not None else None
+            cpu, fake_cpu, machine_cpu = time.process_time(), _process_cpu(child), _machine_busy()
             report = await fake.run(physicians, first_id, concurrency, within)
             cpu = time.process_time() - cpu
-    return Run(name, report, probe.step_times(), running.errors.count, running.errors.first, cpu)
+            fake_cpu, machine_cpu = _process_cpu(child) - fake_cpu, _machine_busy() - machine_cpu
+    errors = running.errors
+    return Run(name, report, probe.step_times(), errors.count, errors.first, cpu, fake_cpu, machine_cpu)
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@
 The fake Bot API runs in a child process (`bench.physicians`) and generates the physicians' updates: all start
 with /start at once and each taps the next answer as soon as the reply to the previous one arrives. Printed per
 bot: updates per second (all updates, /start included, from the first tap to the last reply), tap latency p50/p99
-(a tap queued at the fake to its reply), the round trip p99 (update handed out to reply), the bot process's CPU
-milliseconds per update (all its threads, the fake and the database excluded), errors, and for medlegal
+(a tap queued at the fake to its reply), the round trip p99 (update handed out to reply), CPU milliseconds per
+update of the bot process (all its threads), of the fake's process, and of the rest of the machine (the database
+and anything else running; from /proc/stat, so other load shows here), errors, and for medlegal
 a check of the database afterwards: every physician's flow completed with all 14 answers and a recommendation.
 Targets: >= 300 updates/s on 2 cores with PostgreSQL and >= 0.7x the bare bot's throughput, no error, no lost
 answer.
@@ -59,6 +60,12 @@ async def lost_answers(url: str, first_id: int, physicians: int) -> list[str]:
     return problems
 
 
+def _per_update(seconds: float, run: Run) -> str:
+    """CPU milliseconds per update, as a table cell."""
+    updates = run.report["updates"]
+    return f"{seconds / updates * 1e3 if updates else 0.0:6.2f}"
+
+
 def _line(run: Run) -> tuple[float, str]:
     report = run.report
     rate = report["updates"] / report["elapsed"] if report["elapsed"] else 0.0
@@ -67,8 +74,8 @@ def _line(run: Run) -> tuple[float, str]:
     text = (
         f"{run.name:<22} {report['updates']:>7} {report['elapsed']:8.1f} {rate:9.1f}   "
         f"{percentile(taps, 0.5) * 1e3:8.1f} {percentile(taps, 0.99) * 1e3:8.1f}   "
-        f"{percentile(trips, 0.99) * 1e3:8.1f}   {run.cpu / report['updates'] * 1e3 if report['updates'] else 0:8.2f}"
-        f"   {errors}"
+        f"{percentile(trips, 0.99) * 1e3:8.1f}   {_per_update(run.cpu, run)} {_per_update(run.fake_cpu, run)} "
+        f"{_per_update(run.machine_cpu - run.cpu - run.fake_cpu, run)}   {errors}"
     )
     if errors:
         text += f"\n    {report['errors'][:3]} {run.first_bot_error or ''} stuck: {report['stuck'][:3]}"
@@ -110,8 +117,9 @@ async def run(physicians: int, pg_url: str | None, backends: list[str], profile:
                 ok &= met
                 verdict.append(f"{rate:.0f} updates/s ({'met' if met else 'MISSED'} >= 300/s)")
             checks.append(f"{result.name}: " + "; ".join(verdict))
+    print(f"{'':<22} {'':>7} {'':>8} {'':>9}   {'':>8} {'':>8}   {'':>8}   {'CPU ms per update':^20}")
     print(f"{'bot':<22} {'updates':>7} {'seconds':>8} {'updates/s':>9}   {'tap p50':>8} {'tap p99':>8}   "
-          f"{'rt p99':>8}   {'CPU/upd':>8}   errors (ms)")  # fmt: skip
+          f"{'rt p99':>8}   {'bot':>6} {'fake':>6} {'rest':>6}   errors (ms)")  # fmt: skip
     for _, _, text in lines:
         print(text)
     print()
