@@ -16,7 +16,10 @@ PG_POOL_SIZE = 20
 cheap. SQLAlchemy's default (5, and up to 10 more that are closed as soon as they are returned) made a burst of a
 thousand physicians open and close a connection every tenth update, a server process forked, authenticated and
 set up each time: that cost the machine more CPU than the bot's own work. The sender takes at most three at once
-and the reminder scheduler two (one holds its lock); every other user of the pool takes one at a time."""
+and the reminder scheduler two (one holds its lock); every other user of the pool takes one at a time. The pool
+hands out the connection returned last (LIFO): a quiet bot keeps using the few whose server processes have the
+tap's statements prepared and its tables cached, where a queue would rotate through all twenty and pay each one's
+first use (several milliseconds for the statement that ends a flow)."""
 PG_POOL_OVERFLOW = 0
 
 
@@ -32,6 +35,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_recycle", 1800)
         kwargs.setdefault("pool_size", PG_POOL_SIZE)
         kwargs.setdefault("max_overflow", PG_POOL_OVERFLOW)
+        kwargs.setdefault("pool_use_lifo", True)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
