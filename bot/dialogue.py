@@ -2,9 +2,9 @@
 
 Telegram (`bot.handlers`) and the console (`bot.console`) both drive this class, so the physician gets the
 same flow everywhere. State lives in the database: an event loads the physician's session under a row lock,
-applies one engine move, saves, and then says what to show. The usual tap on PostgreSQL skips the lock: it saves
-its move as a compare-and-set of the session's turn (`_press_unlocked`), starting from the flow this process last
-saw when it has one (a cache the compare-and-set checks, not state of its own).
+applies one engine move, saves, and then says what to show. The usual tap skips the lock: it saves its move as a
+compare-and-set of the session's turn (`_press_unlocked`), starting from the flow this process last saw when it
+has one (a cache the compare-and-set checks, not state of its own).
 """
 
 from __future__ import annotations
@@ -135,13 +135,16 @@ class Dialogue:
         engine: FlowEngine | None = None,
         plugins: Iterable[Plugin] = (),
         settings: Settings | None = None,
+        *,
+        unlocked_tap: bool = True,
     ) -> None:
         self.sessions = sessions
         bind = sessions.kw.get("bind")
-        self.unlocked = bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
-        """PostgreSQL: the engine whose pooled connections the unlocked tap (`_press_unlocked`) borrows; it runs its
-        statements on the driver's connection outside any transaction (`db.engine.DriverStatement`), so each one
-        commits by itself."""
+        self.unlocked = bind if isinstance(bind, AsyncEngine) and unlocked_tap else None
+        """The engine whose pooled connections the unlocked tap (`_press_unlocked`) borrows. It runs its statements
+        on the driver's connection outside SQLAlchemy's transactions: on PostgreSQL each one commits by itself
+        (`db.engine.DriverStatement`), on SQLite each save is one transaction in one hop to aiosqlite's thread
+        (`db.engine.in_sqlite_thread`)."""
         self.known = KnownFlows()
         self.settings = settings or Settings.model_construct()
         self.engine = engine or FlowEngine()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import ClauseElement, Executable, Result, event
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.dialects.sqlite.aiosqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
+
+T = TypeVar("T")
 
 PG_POOL_SIZE = 20
 """PostgreSQL connections a process keeps open, and the most it opens: updates beyond them wait for one, which is
@@ -63,7 +67,33 @@ async def run_core(session: AsyncSession, statement: Executable, params: Any = N
     return await connection.execute(statement, params)
 
 
-class DriverStatement:
+class CompiledStatement:
+    """A Core statement compiled once for one driver, its parameters put in the driver's order through the columns'
+    own bind processors (JSON serialised, dates formatted, as SQLAlchemy would): the part `DriverStatement` and
+    `SqliteStatement` share."""
+
+    def __init__(self, statement: ClauseElement, dialect: Any) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = str(compiled)
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        self._names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self._fixed: dict[str, Any] = {name: binds[name].value for name in self._names if not binds[name].required}
+        self._process: dict[str, Callable[[Any], Any]] = {}
+        for name in self._names:
+            processor = binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self._process[name] = processor
+
+    def _args(self, params: Mapping[str, Any]) -> list[Any]:
+        args = []
+        for name in self._names:
+            value = params[name] if name in params else self._fixed[name]
+            process = self._process.get(name)
+            args.append(value if process is None else process(value))
+        return args
+
+
+class DriverStatement(CompiledStatement):
     """A Core statement compiled once for asyncpg and run on the driver's own connection (PostgreSQL only).
 
     For the statements of the usual tap (`db.repository.read_active`, `save_unmoved`), on a connection where
@@ -78,24 +108,7 @@ class DriverStatement:
     _dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
     def __init__(self, statement: ClauseElement) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=self._dialect))
-        self.sql = str(compiled)
-        binds = {name: bind for bind, name in compiled.bind_names.items()}
-        self._names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self._fixed: dict[str, Any] = {name: binds[name].value for name in self._names if not binds[name].required}
-        self._process: dict[str, Callable[[Any], Any]] = {}
-        for name in self._names:
-            processor = binds[name].type.dialect_impl(self._dialect).bind_processor(self._dialect)
-            if processor is not None:
-                self._process[name] = processor
-
-    def _args(self, params: Mapping[str, Any]) -> list[Any]:
-        args = []
-        for name in self._names:
-            value = params[name] if name in params else self._fixed[name]
-            process = self._process.get(name)
-            args.append(value if process is None else process(value))
-        return args
+        super().__init__(statement, self._dialect)
 
     async def fetch(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         """The statement's rows (records indexable by position and by column name)."""
@@ -112,3 +125,47 @@ class DriverStatement:
             if lost:  # as SQLAlchemy reports a lost connection, so callers treat it as an outage
                 raise OperationalError(self.sql, None, exc) from exc
             raise
+
+
+class SqliteStatement(CompiledStatement):
+    """A Core statement compiled once for SQLite and run on the driver's sqlite3 connection, in aiosqlite's thread
+    (see `in_sqlite_thread`): the SQLite counterpart of `DriverStatement`, for the usual tap. Results go through the
+    columns' result processors (dates, JSON, booleans), as SQLAlchemy would hand them back."""
+
+    _dialect = sqlite_dialect()
+
+    def __init__(self, statement: ClauseElement) -> None:
+        super().__init__(statement, self._dialect)
+        columns = getattr(statement, "selected_columns", None) or getattr(statement, "_returning", None) or ()
+        self._results: tuple[Callable[[Any], Any] | None, ...] = tuple(
+            column.type.dialect_impl(self._dialect).result_processor(self._dialect, None) for column in columns
+        )
+
+    def rows(self, db: sqlite3.Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The statement's rows, each value as SQLAlchemy would hand it back (call it in aiosqlite's thread)."""
+        rows = db.execute(self.sql, self._args(params)).fetchall()
+        if not any(self._results):
+            return rows
+        return [
+            tuple(
+                value if process is None else process(value) for process, value in zip(self._results, row, strict=False)
+            )
+            for row in rows
+        ]
+
+
+async def in_sqlite_thread(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `work` on the connection's sqlite3 connection in aiosqlite's own thread: one hop to that thread for the
+    whole of it, where SQLAlchemy takes one per statement (and per BEGIN and COMMIT). `work` owns the transaction
+    (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when it raises); sqlite3's IntegrityError and OperationalError come
+    back as SQLAlchemy's, so callers handle a claim taken already and a locked or lost database as elsewhere."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    try:  # aiosqlite's own queue to its thread, which each of its public methods goes through
+        return cast(T, await driver._execute(work, driver._conn))
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError("sqlite tap", None, exc) from exc
+    except sqlite3.OperationalError as exc:
+        await conn.invalidate()
+        raise OperationalError("sqlite tap", None, exc) from exc

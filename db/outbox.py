@@ -560,12 +560,12 @@ async def set_subscribed(session: AsyncSession, user_id: int, active: bool) -> N
     await session.execute(stmt)
 
 
-_IS_SUBSCRIBED = select(Subscription.active).where(Subscription.user_id == bindparam("user_id"))
+IS_SUBSCRIBED = select(Subscription.active).where(Subscription.user_id == bindparam("user_id"))
 """Built once: every roadmap on screen asks (see `db.engine.run_core`)."""
 
 
 async def is_subscribed(session: AsyncSession, user_id: int) -> bool:
-    return bool((await run_core(session, _IS_SUBSCRIBED, {"user_id": user_id})).scalar_one_or_none())
+    return bool((await run_core(session, IS_SUBSCRIBED, {"user_id": user_id})).scalar_one_or_none())
 
 
 async def active_subscribers(session: AsyncSession) -> list[int]:

@@ -26,12 +26,12 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-_DONE_STEPS = select(ProgressStep.step_key, ProgressStep.done_on).where(ProgressStep.user_id == bindparam("user_id"))
+DONE_STEPS = select(ProgressStep.step_key, ProgressStep.done_on).where(ProgressStep.user_id == bindparam("user_id"))
 
 
 async def done_steps(session: AsyncSession, user_id: int) -> dict[str, date]:
     """The steps the user ticked, with the day each was ticked (every roadmap reads them)."""
-    rows = (await run_core(session, _DONE_STEPS, {"user_id": user_id})).all()
+    rows = (await run_core(session, DONE_STEPS, {"user_id": user_id})).all()
     return {row.step_key: row.done_on for row in rows}
 
 

@@ -5,6 +5,7 @@ The functions speak in plain values (answer dicts, option keys) so that `db` doe
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from db.engine import DriverStatement, run_core
+from db.engine import DriverStatement, SqliteStatement, in_sqlite_thread, run_core
 from db.models import (
     AdminAction,
     AnswerRow,
@@ -47,6 +48,8 @@ from db.models import (
     UserSource,
     utcnow,
 )
+from db.outbox import IS_SUBSCRIBED
+from db.progress import DONE_STEPS
 
 AnswerValue = str | list[str]
 
@@ -420,7 +423,7 @@ _ROADMAP_READS = [
         ProgressStep.step_key, ProgressStep.done_on, where=ProgressStep.user_id == bindparam("user_id"),
         order=(ProgressStep.step_key,),
     ),
-    select(Subscription.active).where(Subscription.user_id == bindparam("user_id")).scalar_subquery(),
+    IS_SUBSCRIBED.scalar_subquery(),
 ]  # fmt: skip
 """The roadmap's three reads (`sitting_rows`, `db.progress.done_steps`, `db.outbox.is_subscribed`) as columns of
 the statement that ends a flow, so the last answer and its roadmap take one round trip."""
@@ -433,6 +436,12 @@ def _roadmap_inputs(row: Sequence[Any]) -> RoadmapInputs:
         SittingFields(*fields) for fields in zip(ids, firsts, lasts, deadlines, notes, sources, strict=True)
     )
     return RoadmapInputs(sittings, dict(zip(keys, days, strict=True)), bool(subscribed))
+
+
+_RECOMMENDATION = {
+    "session_id": "flow_id", "path": "rec_path", "qme_score": "rec_qme", "ime_score": "rec_ime",
+    "details": "rec_details", "created_at": "now",
+}  # fmt: skip
 
 
 def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[Any]:
@@ -448,11 +457,7 @@ def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[A
     if answer:
         stmt = stmt.add_cte(_insert_after(saved, _answers, _NEW_ANSWER).cte("answered"))
     if complete:
-        recommendation = {
-            "session_id": "flow_id", "path": "rec_path", "qme_score": "rec_qme", "ime_score": "rec_ime",
-            "details": "rec_details", "created_at": "now",
-        }  # fmt: skip
-        stmt = stmt.add_cte(_insert_after(saved, _recommendations, recommendation).cte("recommended"))
+        stmt = stmt.add_cte(_insert_after(saved, _recommendations, _RECOMMENDATION).cte("recommended"))
     if claim:
         claimed = {"update_id": "claimed_id", "day": "claimed_day"}
         stmt = stmt.add_cte(_insert_after(saved, _processed, claimed).cte("claimed"))
@@ -475,8 +480,11 @@ def saves_unmoved(flow: StoredFlow, answers: Mapping[str, AnswerValue]) -> bool:
 
 
 async def read_active(conn: AsyncConnection, user_id: int) -> StoredFlow | None:
-    """The physician's active session with its answers, read without a lock (see `save_unmoved`). PostgreSQL."""
-    return _one_flow(await _READ_ACTIVE.fetch(conn, {"user_id": user_id}))
+    """The physician's active session with its answers, read without a lock (see `save_unmoved`)."""
+    params = {"user_id": user_id}
+    if conn.dialect.name == "sqlite":
+        return _one_flow(await in_sqlite_thread(conn, lambda db: _SQLITE_ACTIVE.rows(db, params)))
+    return _one_flow(await _READ_ACTIVE.fetch(conn, params))
 
 
 async def save_unmoved(
@@ -510,7 +518,11 @@ async def save_unmoved(
     if completes is not None:
         params.update(user_id=completes.user_id, rec_path=completes.path, rec_qme=completes.qme_score,
                       rec_ime=completes.ime_score, rec_details=completes.details)  # fmt: skip
-    rows = await _SAVES_UNMOVED[bool(added), claim is not None, completes is not None].fetch(conn, params)
+    rows: Sequence[Any]
+    if conn.dialect.name == "sqlite":
+        rows = await in_sqlite_thread(conn, lambda db: _sqlite_save_unmoved(db, params, bool(added), completes))
+    else:
+        rows = await _SAVES_UNMOVED[bool(added), claim is not None, completes is not None].fetch(conn, params)
     if not rows:
         return None
     saved = StoredFlow(flow.id, status, current_key, editing, tuple(draft), rows[0][0], stored, update_id, now)
@@ -685,3 +697,59 @@ async def drop_admin_actions_before(session: AsyncSession, cutoff: datetime) -> 
         delete(AdminAction).where(AdminAction.created_at < cutoff), execution_options={"synchronize_session": False}
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- the usual tap without the lock, on SQLite ---------------------------------------------------------------------
+# SQLite has no data-modifying WITH, but it has one writer at a time: the same moves run as a few statements in one
+# BEGIN IMMEDIATE transaction, all of it in one hop to aiosqlite's thread (`db.engine.in_sqlite_thread`).
+
+
+def _values(table: Table, params: dict[str, str]) -> Insert:
+    """A row into `table`, each column from the bind parameter named beside it."""
+    return insert(table).values(
+        {column: bindparam(param, type_=table.c[column].type) for column, param in params.items()}
+    )
+
+
+_SQLITE_ACTIVE = SqliteStatement(_ACTIVE)
+_SQLITE_SAVE = SqliteStatement(_SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active"))
+_SQLITE_ADD_ANSWER = SqliteStatement(_values(_answers, _NEW_ANSWER))
+_SQLITE_CLAIM = SqliteStatement(_values(_processed, {"update_id": "claimed_id", "day": "claimed_day"}))
+_SQLITE_ADD_RECOMMENDATION = SqliteStatement(_values(_recommendations, _RECOMMENDATION))
+_SQLITE_LATEST_PATH = SqliteStatement(_LATEST_PATH)
+_SQLITE_SITTINGS = SqliteStatement(_SITTING_ROWS)
+_SQLITE_DONE = SqliteStatement(DONE_STEPS)
+_SQLITE_SUBSCRIBED = SqliteStatement(IS_SUBSCRIBED)
+
+
+def _sqlite_save_unmoved(
+    db: sqlite3.Connection, params: dict[str, Any], answer: bool, completes: Completion | None
+) -> list[tuple[Any, ...]]:
+    """`_save_unmoved` on SQLite, in aiosqlite's thread: the row PostgreSQL's statement returns (the new turn, then
+    for the last answer the previous path and `_ROADMAP_READS`' columns), or none when the session moved."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        saved = _SQLITE_SAVE.rows(db, params)
+        if not saved:
+            db.execute("ROLLBACK")
+            return []
+        row: tuple[Any, ...] = saved[0]
+        if completes is not None:
+            previous = _SQLITE_LATEST_PATH.rows(db, params)
+            sittings = _SQLITE_SITTINGS.rows(db, params)
+            done = _SQLITE_DONE.rows(db, params)
+            subscribed = _SQLITE_SUBSCRIBED.rows(db, params)
+            columns = [list(column) for column in zip(*sittings, strict=True)] if sittings else [[]] * 6
+            steps = [list(column) for column in zip(*done, strict=True)] if done else [[], []]
+            row += (previous[0][0] if previous else None, *columns, *steps, subscribed[0][0] if subscribed else None)
+            _SQLITE_ADD_RECOMMENDATION.rows(db, params)
+        if answer:
+            _SQLITE_ADD_ANSWER.rows(db, params)
+        if "claimed_id" in params:
+            _SQLITE_CLAIM.rows(db, params)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return [row]

@@ -85,13 +85,13 @@ async def test_telegram_failing_even_the_apology_does_not_stop_the_bot(fake: Fak
 async def test_an_unexpected_error_reaches_the_admins_once_without_user_data(
     fake: FakeBotApi, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: Dialogue, session: Any, user_id: int, flow: Any, before: Any, after: Any, key: str) -> Any:
-        raise ValueError(f"user {user_id} answered {key}={after.answers.get(key)}")
+    def broken(self: Dialogue, state: Any, press: Any) -> Any:  # the answer's move, on the locked and unlocked way
+        raise ValueError(f"user {user.id} answered {'='.join(press.args)}")
 
     user = fake.user(3104, username="dr_private")
     async with RunningBot(fake, sqlite_url, admin_ids=ADMINS) as bot:
         await _at_step_2(fake, user)
-        monkeypatch.setattr(Dialogue, "_advance", broken)
+        monkeypatch.setattr(Dialogue, "_move", broken)
         for _ in range(2):
             after = _after(user)
             user.press("Yes, active")

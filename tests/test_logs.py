@@ -52,10 +52,10 @@ async def _flow_with_a_failure(fake: FakeBotApi, user: FakeUser, monkeypatch: py
     user.press("MD")
     await fake.wait_for_message(user.id, "Step 2 of 14", after=after)
 
-    async def broken(self: Dialogue, session: Any, user_id: int, flow: Any, before: Any, moved: Any, key: str) -> Any:
-        raise DBAPIError("UPDATE answers SET value = :v", {"v": f"{TYPED}-{user_id}"}, Exception(f"{user_id} {TYPED}"))
+    def broken(self: Dialogue, state: Any, press: Any) -> Any:  # the answer's move, on the locked and unlocked way
+        raise DBAPIError("UPDATE answers SET value = :v", {"v": f"{TYPED}-{user.id}"}, Exception(f"{user.id} {TYPED}"))
 
-    monkeypatch.setattr(Dialogue, "_advance", broken)
+    monkeypatch.setattr(Dialogue, "_move", broken)
     after = _after(user)
     user.press("Yes, active")
     await fake.wait_for_message(user.id, "something went wrong", after=after)

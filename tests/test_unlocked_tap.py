@@ -1,13 +1,15 @@
-"""The unlocked tap (PostgreSQL) decides every press exactly as the locked way does (SQLite has only that one).
+"""The unlocked tap decides every press exactly as the locked way does, on PostgreSQL (one statement) and on SQLite
+(one transaction in one hop to aiosqlite's thread).
 
-Hypothesis drives the same random taps - on the current, an older or a never-shown button - through a dialogue on
-PostgreSQL and one on SQLite, with a second PostgreSQL dialogue (another process) taking some of the taps, so the
-first one's known flow goes stale under it; the replies and the stored flows must be the same on both databases.
+Hypothesis drives the same random taps - on the current, an older or a never-shown button - through a dialogue with
+the unlocked tap and one without it (on SQLite), with a second unlocked dialogue (another process) taking some of
+the taps, so the first one's known flow goes stale under it; the replies and the stored flows must be the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncGenerator, Iterator
 from datetime import date
@@ -24,9 +26,7 @@ from db.engine import make_engine, make_session_factory
 from db.progress import set_step
 from db.repository import StoredFlow, latest_flow
 from flows.progress_steps import COURSE
-from tests.conftest import fresh_database_url
-
-pytestmark = pytest.mark.postgres
+from tests.conftest import BACKENDS, fresh_database_url
 
 taps = st.lists(
     st.tuples(
@@ -55,15 +55,31 @@ def runner() -> Iterator[asyncio.Runner]:
         yield loop
 
 
-def test_random_taps_get_the_same_answers_with_and_without_the_lock(runner: asyncio.Runner, tmp_path: Path) -> None:
-    databases = [fresh_database_url(kind, tmp_path) for kind in ("postgres", "sqlite")]
+@contextlib.contextmanager
+def _backends(runner: asyncio.Runner, kind: str, tmp_path: Path) -> Iterator[tuple[AsyncEngine, AsyncEngine]]:
+    """Two migrated databases: `kind` for the unlocked tap, and SQLite (in another file) for the locked way."""
+    databases = [fresh_database_url(kind, tmp_path / "unlocked"), fresh_database_url("sqlite", tmp_path / "locked")]
+    (tmp_path / "unlocked").mkdir()
+    (tmp_path / "locked").mkdir()
     engines = [make_engine(runner.run(_first(database))) for database in databases]
     try:
         for engine in engines:
             runner.run(migrate.upgrade(engine))
-        pg, lite = engines
-        here, there = Dialogue(make_session_factory(pg)), Dialogue(make_session_factory(pg))  # two processes
-        only = Dialogue(make_session_factory(lite))
+        yield engines[0], engines[1]
+    finally:
+        for engine in engines:
+            runner.run(engine.dispose())
+        for database in databases:
+            runner.run(database.aclose())  # drops the PostgreSQL database
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_random_taps_get_the_same_answers_with_and_without_the_lock(
+    runner: asyncio.Runner, tmp_path: Path, kind: str
+) -> None:
+    with _backends(runner, kind, tmp_path) as (unlocked, locked):
+        here, there = Dialogue(make_session_factory(unlocked)), Dialogue(make_session_factory(unlocked))  # processes
+        only = Dialogue(make_session_factory(locked), unlocked_tap=False)
         assert here.unlocked is not None and only.unlocked is None
         users = itertools.count(8_000_000)
 
@@ -73,11 +89,6 @@ def test_random_taps_get_the_same_answers_with_and_without_the_lock(runner: asyn
             runner.run(_compare(next(users), steps, here, there, only))
 
         run()
-    finally:
-        for engine in engines:
-            runner.run(engine.dispose())
-        for database in databases:
-            runner.run(database.aclose())  # drops the PostgreSQL database
 
 
 async def _first(database: AsyncGenerator[str, None]) -> str:
@@ -104,22 +115,17 @@ async def _compare(
     assert await _stored(here.sessions.kw["bind"], user) == await _stored(only.sessions.kw["bind"], user)
 
 
-def test_whole_flows_end_alike_with_and_without_the_lock(runner: asyncio.Runner, tmp_path: Path) -> None:
-    """Two passes through the flow, the second to another path: every reply, the last answer's roadmap and the
-    changed-path note included, is the same on PostgreSQL (the unlocked tap, the recommendation stored in its
-    statement) as on SQLite (the locked way)."""
-    databases = [fresh_database_url(kind, tmp_path) for kind in ("postgres", "sqlite")]
-    engines = [make_engine(runner.run(_first(database))) for database in databases]
-    try:
-        for engine in engines:
-            runner.run(migrate.upgrade(engine))
-        pg, lite = (Dialogue(make_session_factory(engine)) for engine in engines)
-        runner.run(_two_passes(pg, lite, 8_500_000))
-    finally:
-        for engine in engines:
-            runner.run(engine.dispose())
-        for database in databases:
-            runner.run(database.aclose())
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_whole_flows_end_alike_with_and_without_the_lock(runner: asyncio.Runner, tmp_path: Path, kind: str) -> None:
+    """Passes through the flow to different paths: every reply, the last answer's roadmap and the changed-path note
+    included, is the same with the unlocked tap (the recommendation and the roadmap's reads in its save) as the
+    locked way's."""
+    with _backends(runner, kind, tmp_path) as (unlocked, locked):
+        fast, slow = (
+            Dialogue(make_session_factory(unlocked)),
+            Dialogue(make_session_factory(locked), unlocked_tap=False),
+        )
+        runner.run(_two_passes(fast, slow, 8_500_000))
 
 
 async def _two_passes(pg: Dialogue, lite: Dialogue, user: int) -> None:

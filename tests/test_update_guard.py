@@ -17,8 +17,8 @@ from bot import texts
 from bot.dialogue import Dialogue, Reply
 from bot.update_guard import AlreadyProcessed, UpdateGuard, begin_update, claiming_sessions, settle_update
 from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
-from db import processed_updates
-from db.engine import DriverStatement
+from db import processed_updates, repository
+from db.engine import DriverStatement, in_sqlite_thread
 from db.models import FlowSession, ProcessedUpdate
 from db.repository import StoredFlow, active_flow, read_active, save_unmoved
 from tests.harness import answer_data
@@ -194,10 +194,17 @@ def _statements(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[st
         return await fetch(self, conn, params)
 
     monkeypatch.setattr(DriverStatement, "fetch", driver_fetch)
+    hop = in_sqlite_thread
+
+    async def sqlite_hop(conn: AsyncConnection, work: Callable[[Any], Any]) -> Any:
+        seen.append("ONE HOP")
+        return await hop(conn, work)
+
+    monkeypatch.setattr(repository, "in_sqlite_thread", sqlite_hop)
     return seen
 
 
-async def test_a_usual_tap_is_one_statement_on_postgresql_and_its_update_is_still_claimed_once(
+async def test_a_usual_tap_is_one_statement_and_its_update_is_still_claimed_once(
     engine: AsyncEngine, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     guard = UpdateGuard(sessions)
@@ -205,16 +212,15 @@ async def test_a_usual_tap_is_one_statement_on_postgresql_and_its_update_is_stil
     user = 6161
     start = await _as_update(guard, 60, lambda: dialogue.command(user, "start"))  # the day's first claim prunes
     assert isinstance(start, Reply)
-    if engine.dialect.name == "postgresql":
-        async with engine.connect() as conn:
-            opened = await read_active(conn, user)
-        assert dialogue.known.get(user) == (opened, dialogue.engine.start()), "/start leaves its flow as the guess"
+    async with engine.connect() as conn:
+        opened = await read_active(conn, user)
+    assert dialogue.known.get(user) == (opened, dialogue.engine.start()), "/start leaves its flow as the guess"
     tap = answer_data(start, "md")
     statements = _statements(engine, monkeypatch)
     moved = await _as_update(guard, 61, lambda: dialogue.press(user, tap))
     assert isinstance(moved, Reply) and moved.edit is not None and moved.send, "answered, the next question follows"
-    if engine.dialect.name == "postgresql":
-        assert statements == ["WITH"], "the unlocked tap from the flow /start opened: one compare-and-set"
+    one = ["WITH"] if engine.dialect.name == "postgresql" else ["ONE HOP"]
+    assert statements == one, "the unlocked tap from the flow /start opened: one compare-and-set"
     assert await _count(sessions) == 2
     async with sessions() as session:
         flow = await active_flow(session, user)
@@ -225,10 +231,9 @@ async def test_a_usual_tap_is_one_statement_on_postgresql_and_its_update_is_stil
     next_tap = answer_data(moved, "active")
     step_3 = await _as_update(guard, 62, lambda: dialogue.press(user, next_tap))
     assert isinstance(step_3, Reply) and "Step 3 of" in step_3.send[0].text
-    if engine.dialect.name == "postgresql":
-        assert statements == ["WITH"], "the unlocked tap from the flow it knew"
-        known = dialogue.known.get(user)
-        assert known is not None and known[1] == dialogue._state(known[0]), "the kept state is the stored one"
+    assert statements == one, "the unlocked tap from the flow it knew"
+    known = dialogue.known.get(user)
+    assert known is not None and known[1] == dialogue._state(known[0]), "the kept state is the stored one"
     assert await _count(sessions) == 3
     async with sessions() as session:
         flow = await active_flow(session, user)
@@ -262,8 +267,6 @@ async def test_a_flow_another_process_moved_is_read_again_before_the_tap_applies
 
 
 async def test_an_unlocked_save_applies_only_to_the_session_as_it_was_read(engine: AsyncEngine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the unlocked tap is PostgreSQL's (SQLite has one writer at a time anyway)")
     dialogue = Dialogue(claiming_sessions(engine))
     user = 7171
     start = await dialogue.command(user, "start")
