@@ -1,6 +1,6 @@
 """The cost of one flow step (a button update in, the answer persisted, the reply out), beside a bare PTB bot.
 
-    python -m bench.flow [--physicians 40] [--pg-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+    python -m bench.flow [--physicians 200] [--pg-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
 
 The fake Bot API runs in a child process (`bench.physicians`) and its physicians tap through the 14-question
 persona one at a time (no concurrency: this is the latency of a step, `bench.load` is the throughput). Each bot
@@ -87,7 +87,7 @@ async def run(physicians: int, pg_url: str | None, backends: list[str], profile:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--physicians", type=int, default=40, help="physicians per bot, one after another")
+    parser.add_argument("--physicians", type=int, default=200, help="physicians per bot, one after another")
     parser.add_argument("--pg-url", default=pg_url_from_env(), help="a PostgreSQL server (a fresh database is made)")
     parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--profile", metavar="PREFIX", help="write pyinstrument profiles of medlegal to PREFIX-*.txt")
