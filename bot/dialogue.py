@@ -144,7 +144,8 @@ class Dialogue:
         """The engine whose pooled connections the unlocked tap (`_press_unlocked`) borrows. It runs its statements
         on the driver's connection outside SQLAlchemy's transactions: on PostgreSQL each one commits by itself
         (`db.engine.DriverStatement`), on SQLite each save is one transaction in one hop to aiosqlite's thread
-        (`db.engine.in_sqlite_thread`)."""
+        (`db.engine.in_sqlite_thread`). None with `unlocked_tap=False`: every press the locked way, the reference
+        `tests/test_unlocked_tap.py` holds the unlocked tap to."""
         self.known = KnownFlows()
         self.settings = settings or Settings.model_construct()
         self.engine = engine or FlowEngine()

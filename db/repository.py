@@ -442,6 +442,9 @@ _RECOMMENDATION = {
     "session_id": "flow_id", "path": "rec_path", "qme_score": "rec_qme", "ime_score": "rec_ime",
     "details": "rec_details", "created_at": "now",
 }  # fmt: skip
+_CLAIM = {"update_id": "claimed_id", "day": "claimed_day"}
+_SAVE_IF_UNMOVED = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active")
+"""The session moved on only if it is still active at the turn it was read at."""
 
 
 def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[Any]:
@@ -451,7 +454,7 @@ def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[A
     statement (unique violation), which undoes it whole. `complete`: the flow ends here, its recommendation is
     stored too, and the path of the physician's previous recommendation and the roadmap's reads come back beside
     the turn (the statement reads them from its snapshot, before its own inserts)."""
-    saved = _SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active").cte("saved")
+    saved = _SAVE_IF_UNMOVED.cte("saved")
     reads = (_LATEST_PATH.scalar_subquery(), *_ROADMAP_READS) if complete else ()
     stmt = select(saved.c.turn, *reads)
     if answer:
@@ -459,8 +462,7 @@ def _save_unmoved(answer: bool, claim: bool, complete: bool = False) -> Select[A
     if complete:
         stmt = stmt.add_cte(_insert_after(saved, _recommendations, _RECOMMENDATION).cte("recommended"))
     if claim:
-        claimed = {"update_id": "claimed_id", "day": "claimed_day"}
-        stmt = stmt.add_cte(_insert_after(saved, _processed, claimed).cte("claimed"))
+        stmt = stmt.add_cte(_insert_after(saved, _processed, _CLAIM).cte("claimed"))
     return stmt
 
 
@@ -712,9 +714,9 @@ def _values(table: Table, params: dict[str, str]) -> Insert:
 
 
 _SQLITE_ACTIVE = SqliteStatement(_ACTIVE)
-_SQLITE_SAVE = SqliteStatement(_SAVE.where(_flows.c.turn == bindparam("expected_turn"), _flows.c.status == "active"))
+_SQLITE_SAVE = SqliteStatement(_SAVE_IF_UNMOVED)
 _SQLITE_ADD_ANSWER = SqliteStatement(_values(_answers, _NEW_ANSWER))
-_SQLITE_CLAIM = SqliteStatement(_values(_processed, {"update_id": "claimed_id", "day": "claimed_day"}))
+_SQLITE_CLAIM = SqliteStatement(_values(_processed, _CLAIM))
 _SQLITE_ADD_RECOMMENDATION = SqliteStatement(_values(_recommendations, _RECOMMENDATION))
 _SQLITE_LATEST_PATH = SqliteStatement(_LATEST_PATH)
 _SQLITE_SITTINGS = SqliteStatement(_SITTING_ROWS)
