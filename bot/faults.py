@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from telegram.error import TelegramError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def is_db_outage(exc: BaseException) -> bool:
     if isinstance(exc, TelegramError):
         return False
     if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, PoolTimeout):  # every pooled connection busy for the pool's timeout: a stalled database
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import texts
 from bot.dialogue import Dialogue, Reply, Screen, parse_press
+from bot.faults import with_db_retry
 from db import migrate
 from db.engine import PG_POOL_SIZE, make_engine, make_session_factory
 from tests.harness import answer_all
@@ -139,5 +140,22 @@ async def test_a_burst_of_physicians_opens_no_connection_beyond_the_pool(db_url:
         assert all("Recommendation" in _screens(reply)[-1].text for reply in replies)
         if engine.dialect.name == "postgresql":
             assert 1 < len(opened) <= PG_POOL_SIZE, "more connections than the pool keeps were opened"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_step_waits_out_a_pool_with_no_connection_free(db_url: str) -> None:
+    """Every connection busy for the pool's timeout (PostgreSQL keeps 20 and opens no more) is a database that
+    stalls: the step is tried again, as in an outage, and goes through once a connection is free."""
+    engine = make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        await migrate.upgrade(engine)
+        dialogue = Dialogue(make_session_factory(engine))
+        held = await engine.connect()
+        step = asyncio.create_task(with_db_retry(lambda: dialogue.command(4200, "start"), delays=[0.3]))
+        await asyncio.sleep(0.3)  # the first try has timed out waiting for the pool
+        await held.close()
+        reply = await step
+        assert "Step 1 of" in _screens(reply)[-1].text
     finally:
         await engine.dispose()
