@@ -357,14 +357,10 @@ _LATEST_PATH = (
 )
 
 
-# -- the usual tap without a transaction (PostgreSQL) -----------------------------------------------------------
+# -- the usual tap without the lock: one statement on PostgreSQL (SQLite's transaction is at the end) -----------
 
 _processed = cast(Table, ProcessedUpdate.__table__)
-
-
 _recommendations = cast(Table, RecommendationRow.__table__)
-
-
 _SITTINGS_ORDER = (ExamSitting.first_day, ExamSitting.last_day, ExamSitting.id)
 
 
