@@ -59,6 +59,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from db.engine import DriverStatement
+
 log = logging.getLogger(__name__)
 
 RateLimitArgs = dict[str, Any]
@@ -295,6 +297,13 @@ _ENSURE = """
 INSERT INTO send_rate (id, next_at, paused_until) VALUES (1, clock_timestamp(), clock_timestamp())
 ON CONFLICT (id) DO NOTHING
 """
+# Compiled once and run on the driver's connection: a reply books its slot with every tap, and SQLAlchemy's
+# text() and execution cost several times asyncpg's own round trip (see `db.engine.DriverStatement`).
+_RESERVE_REPLY = DriverStatement(text(_RESERVE.format(bulk="")))
+_RESERVE_BULK = DriverStatement(text(_RESERVE.format(bulk=_BULK_ONLY)))
+_WAIT_STATEMENT = DriverStatement(text(_WAIT))
+_PAUSE_STATEMENT = DriverStatement(text(_PAUSE))
+_LATE_STATEMENT = DriverStatement(text(_LATE))
 
 
 class DatabaseSchedule:
@@ -352,15 +361,15 @@ class DatabaseSchedule:
             self._conn = conn
         return self._conn
 
-    async def _run(self, sql: str, **params: float) -> float | None:
+    async def _run(self, statement: DriverStatement, **params: float) -> float | None:
         async with self._lock:
-            return await self._execute(sql, **params)
+            return await self._execute(statement, **params)
 
-    async def _execute(self, sql: str, **params: float) -> float | None:
+    async def _execute(self, statement: DriverStatement, **params: float) -> float | None:
         conn = await self._connection()
         try:
-            result = await conn.execute(text(sql), params)
-            row = result.first() if result.returns_rows else None
+            rows = await statement.fetch(conn, params)
+            row = rows[0] if rows else None
             value = None if row is None else row[0]
             if row is not None and len(row) > 1:
                 self.last_slot = float(row[1])
@@ -389,12 +398,10 @@ class DatabaseSchedule:
             return await self._reserve_reply()
         self._idle_until = 0.0  # this process sends bulk: its replies take their booked slots
         try:
-            delay = await self._run(
-                _RESERVE.format(bulk=_BULK_ONLY), span=self.interval, ahead=self.ahead, behind=self.behind
-            )
+            delay = await self._run(_RESERVE_BULK, span=self.interval, ahead=self.ahead, behind=self.behind)
             if delay is not None:
                 return delay, 0.0, math.nan
-            wait = await self._run(_WAIT, ahead=self.ahead)
+            wait = await self._run(_WAIT_STATEMENT, ahead=self.ahead)
             return None, max(wait or 0.0, 0.0005), 0.0
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
@@ -411,7 +418,7 @@ class DatabaseSchedule:
             if not mine.done():
                 batch, self._replies = self._replies, []
                 try:
-                    first = await self._execute(_RESERVE.format(bulk=""), span=self.interval * len(batch), behind=0.0)
+                    first = await self._execute(_RESERVE_REPLY, span=self.interval * len(batch), behind=0.0)
                 except (SQLAlchemyError, OSError) as exc:
                     self._failed(exc)
                     for waiting in batch:  # a reply's slot in memory is never refused, nor given back
@@ -434,7 +441,7 @@ class DatabaseSchedule:
     async def pause(self, seconds: float) -> None:
         await self.fallback.pause(seconds)
         try:
-            await self._run(_PAUSE, s=seconds)
+            await self._run(_PAUSE_STATEMENT, s=seconds)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
 
@@ -454,7 +461,7 @@ class DatabaseSchedule:
         if not math.isnan(key):  # a slot from the memory fallback
             return await self.fallback.late(key)
         try:
-            await self._run(_LATE, iv=self.interval)
+            await self._run(_LATE_STATEMENT, iv=self.interval)
         except (SQLAlchemyError, OSError) as exc:
             self._failed(exc)
         return False

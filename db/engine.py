@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import ClauseElement, Executable, Result, event
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as sqlite_dialect
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -102,7 +102,8 @@ class DriverStatement(CompiledStatement):
     as asyncpg's whole round trip. Parameters go through the columns' own bind processors (JSON is serialised as
     SQLAlchemy would); rows come back as asyncpg records, JSON decoded by the codec SQLAlchemy's dialect installs
     on every connection. A unique violation is raised as SQLAlchemy's IntegrityError; any other failure invalidates
-    the pooled connection, and a lost connection is raised as SQLAlchemy's OperationalError, as SQLAlchemy would.
+    the pooled connection, and a lost connection is raised as SQLAlchemy's OperationalError, any other error of
+    asyncpg's as a DBAPIError, as SQLAlchemy would, so callers catch SQLAlchemy's errors only.
     """
 
     _dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -124,6 +125,8 @@ class DriverStatement(CompiledStatement):
             await conn.invalidate()
             if lost:  # as SQLAlchemy reports a lost connection, so callers treat it as an outage
                 raise OperationalError(self.sql, None, exc) from exc
+            if type(exc).__module__.startswith("asyncpg"):  # the server's error (a cancelled statement, ...)
+                raise DBAPIError(self.sql, None, exc) from exc
             raise
 
 

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram.error import RetryAfter
 
@@ -325,3 +326,29 @@ async def test_bulk_takes_a_slot_that_went_by_unused_on_postgres(engine: AsyncEn
         assert schedule._failing_since is None
     finally:
         await schedule.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_shared_schedule_the_database_refuses_falls_back_to_memory_and_comes_back(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    """An error of the server's (here the row locked past the lock timeout), not only a lost connection, sends the
+    process to its memory schedule; the shared row serves again once the database does."""
+    impatient = make_engine(db_url, connect_args={"server_settings": {"lock_timeout": "100"}})
+    schedule = DatabaseSchedule(impatient, 0.05, idle_trust=0)
+    try:
+        await schedule.reserve(bulk=False)
+        assert schedule._failing_since is None
+        async with engine.connect() as holder:
+            await holder.execute(text("SELECT 1 FROM send_rate WHERE id = 1 FOR UPDATE"))  # held until rollback
+            reply, _, _ = await schedule.reserve(bulk=False)
+            assert reply is not None and schedule._failing_since is not None  # a slot all the same, from memory
+            bulk, wait, _ = await schedule.reserve(bulk=True)
+            assert bulk is not None or wait > 0
+            await holder.rollback()
+        delay, _, _ = await schedule.reserve(bulk=False)
+        assert delay is not None and schedule._failing_since is None
+    finally:
+        await schedule.close()
+        await impatient.dispose()

@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.rate_limit import DatabaseSchedule
+from db.engine import DriverStatement
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-async def test_concurrent_replies_are_reserved_together_one_slot_each(engine: AsyncEngine) -> None:
+async def test_concurrent_replies_are_reserved_together_one_slot_each(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     interval = 10.0  # long slots: each reply's delay names its slot unambiguously despite a slow machine
     schedule = DatabaseSchedule(engine, interval, idle_trust=0)  # every reply waits for its statement
     reservations: list[str] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().startswith("UPDATE send_rate"):
-            reservations.append(statement)
+    fetch = DriverStatement.fetch
 
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    async def counted(self: DriverStatement, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+        if self.sql.lstrip().startswith("UPDATE send_rate"):
+            reservations.append(self.sql)
+        return await fetch(self, conn, params)
+
+    monkeypatch.setattr(DriverStatement, "fetch", counted)  # the schedule's statements run on the driver's own
     try:
         await schedule.reserve(bulk=False)  # connects and takes slot 0, alone
         results = await asyncio.gather(*(schedule.reserve(bulk=False) for _ in range(20)))
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
         await schedule.close()
     slots = sorted(round(delay / interval) for delay, _, _ in results if delay is not None)
     assert slots == list(range(1, 21))  # twenty distinct consecutive slots after the first reply's
