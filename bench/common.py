@@ -95,6 +95,30 @@ class Run:
     and anything else), from /proc/stat; 0.0 where there is none."""
 
 
+def merge_runs(runs: list[Run]) -> Run:
+    """One bot's rounds as one run: the samples pooled, the counts and CPU summed."""
+    first = runs[0]
+    report: dict[str, Any] = {
+        **first.report,
+        "round_trips": [t for r in runs for t in r.report["round_trips"]],
+        "tap_latencies": [t for r in runs for t in r.report["tap_latencies"]],
+        "errors": [e for r in runs for e in r.report["errors"]][:20],
+        "stuck": [s for r in runs for s in r.report["stuck"]][:10],
+    }
+    for key in ("completed", "stuck_count", "updates", "elapsed", "error_count"):
+        report[key] = sum(r.report[key] for r in runs)
+    return Run(
+        first.name,
+        report,
+        [t for r in runs for t in r.in_process],
+        sum(r.bot_errors for r in runs),
+        next((r.first_bot_error for r in runs if r.first_bot_error), None),
+        sum(r.cpu for r in runs),
+        sum(r.fake_cpu for r in runs),
+        sum(r.machine_cpu for r in runs),
+    )
+
+
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 

@@ -4,6 +4,7 @@ no figure is asserted: the benchmarks measure, the suite only keeps them runnabl
 from __future__ import annotations
 
 from bench.common import fresh_database, run_bot
+from bench.flow import measure
 from bench.load import lost_answers
 from bench.physicians import TAPS, FakeProcess
 
@@ -18,3 +19,11 @@ async def test_one_physician_through_the_bare_bot_and_medlegal_is_measured_and_s
         assert run.report["completed"] == physicians and run.report["error_count"] == 0 and run.bot_errors == 0
         assert len(run.report["round_trips"]) == len(run.in_process) == physicians * len(TAPS)
         assert run.report["updates"] == physicians * (1 + len(TAPS))
+
+
+async def test_the_flow_benchmark_pools_the_bots_rounds() -> None:
+    runs = await measure(5, None, ["sqlite"], None, rounds=2)  # three physicians in the first round, two after
+    assert [run.name for run in runs] == ["bare PTB", "medlegal SQLite"]
+    for run in runs:
+        assert run.report["completed"] == 5 and run.report["error_count"] == 0 and run.bot_errors == 0
+        assert len(run.report["round_trips"]) == len(run.in_process) == 5 * len(TAPS)
