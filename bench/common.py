@@ -95,6 +95,12 @@ class Run:
     and anything else), from /proc/stat; 0.0 where there is none."""
 
 
+def per_update(seconds: float, run: Run) -> str:
+    """CPU milliseconds per update, as a table cell."""
+    updates = run.report["updates"]
+    return f"{seconds / updates * 1e3 if updates else 0.0:6.2f}"
+
+
 def merge_runs(runs: list[Run]) -> Run:
     """One bot's rounds as one run: the samples pooled, the counts and CPU summed."""
     first = runs[0]

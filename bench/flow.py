@@ -21,7 +21,17 @@ import asyncio
 import contextlib
 import sys
 
-from bench.common import Run, backend_name, fresh_database, machine, merge_runs, pg_url_from_env, profiled, run_bot
+from bench.common import (
+    Run,
+    backend_name,
+    fresh_database,
+    machine,
+    merge_runs,
+    per_update,
+    pg_url_from_env,
+    profiled,
+    run_bot,
+)
 from bench.physicians import FakeProcess, percentile
 
 ROUNDS = 4
@@ -36,11 +46,15 @@ def _ms(values: list[float]) -> str:
 
 
 def print_table(runs: list[Run]) -> None:
-    print(f"{'bot':<22} {'steps':>6}   {'in-process ms p50/p95/p99':>25}   {'round trip ms p50/p95/p99':>25}  errors")
+    print(
+        f"{'bot':<22} {'steps':>6}   {'in-process ms p50/p95/p99':>25}   {'round trip ms p50/p95/p99':>25}"
+        f"  {'CPU ms/update':>13}  errors"
+    )
     for run in runs:
         trips = run.report["round_trips"]
         errors = run.report["error_count"] + run.bot_errors + run.report["stuck_count"]
-        print(f"{run.name:<22} {len(trips):>6}   {_ms(run.in_process)}   {_ms(trips)}  {errors}")
+        cpu = per_update(run.cpu, run)
+        print(f"{run.name:<22} {len(trips):>6}   {_ms(run.in_process)}   {_ms(trips)}  {cpu:>13}  {errors}")
         if errors:
             print(f"    {run.report['errors'][:3]} {run.first_bot_error or ''} stuck: {run.report['stuck'][:3]}")
 

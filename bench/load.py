@@ -21,7 +21,7 @@ import sys
 
 from sqlalchemy import func, select
 
-from bench.common import Run, backend_name, fresh_database, machine, pg_url_from_env, profiled, run_bot
+from bench.common import Run, backend_name, fresh_database, machine, per_update, pg_url_from_env, profiled, run_bot
 from bench.physicians import PERSONA, FakeProcess, percentile
 from db.engine import make_engine
 from db.models import AnswerRow, FlowSession, RecommendationRow
@@ -60,12 +60,6 @@ async def lost_answers(url: str, first_id: int, physicians: int) -> list[str]:
     return problems
 
 
-def _per_update(seconds: float, run: Run) -> str:
-    """CPU milliseconds per update, as a table cell."""
-    updates = run.report["updates"]
-    return f"{seconds / updates * 1e3 if updates else 0.0:6.2f}"
-
-
 def _line(run: Run) -> tuple[float, str]:
     report = run.report
     rate = report["updates"] / report["elapsed"] if report["elapsed"] else 0.0
@@ -74,8 +68,8 @@ def _line(run: Run) -> tuple[float, str]:
     text = (
         f"{run.name:<22} {report['updates']:>7} {report['elapsed']:8.1f} {rate:9.1f}   "
         f"{percentile(taps, 0.5) * 1e3:8.1f} {percentile(taps, 0.99) * 1e3:8.1f}   "
-        f"{percentile(trips, 0.99) * 1e3:8.1f}   {_per_update(run.cpu, run)} {_per_update(run.fake_cpu, run)} "
-        f"{_per_update(run.machine_cpu - run.cpu - run.fake_cpu, run)}   {errors}"
+        f"{percentile(trips, 0.99) * 1e3:8.1f}   {per_update(run.cpu, run)} {per_update(run.fake_cpu, run)} "
+        f"{per_update(run.machine_cpu - run.cpu - run.fake_cpu, run)}   {errors}"
     )
     if errors:
         text += f"\n    {report['errors'][:3]} {run.first_bot_error or ''} stuck: {report['stuck'][:3]}"

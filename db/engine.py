@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql.compiler import SQLCompiler
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an engine; SQLite gets foreign keys enforced and a busy timeout so a console and a bot can share it."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
+        kwargs.setdefault("pool_reset_on_return", None)  # `_rollback_if_open` instead
     else:
         # No pre-ping: it costs a round trip per transaction, and a tap is one transaction. A connection that died
         # while pooled fails its first statement instead, SQLAlchemy then replaces every pooled connection, and the
@@ -50,7 +52,22 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
+        if kwargs["pool_reset_on_return"] is None:
+            event.listen(engine.sync_engine, "reset", _rollback_if_open)
     return engine
+
+
+def _rollback_if_open(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:
+    """A pooled SQLite connection is rolled back on its return only if it is inside a transaction.
+
+    SQLAlchemy's own reset rolls back every connection returned, and through aiosqlite a rollback is a hop to the
+    connection's thread and back even when there is nothing to roll back: 0.16 ms of the 0.2 ms that taking and
+    returning a connection cost, on every tap. sqlite3 tells whether a transaction is open without the hop."""
+    if state.terminate_only:
+        return
+    sqlite_conn = getattr(getattr(dbapi_conn, "_connection", None), "_connection", None)
+    if sqlite_conn is None or sqlite_conn.in_transaction:
+        dbapi_conn.rollback()
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
