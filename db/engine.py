@@ -52,7 +52,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
-        if kwargs["pool_reset_on_return"] is None:
+        if kwargs.get("pool_reset_on_return", "rollback") is None:
             event.listen(engine.sync_engine, "reset", _rollback_if_open)
     return engine
 
