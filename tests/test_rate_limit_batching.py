@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.rate_limit import DatabaseSchedule
-from db.engine import DriverStatement
+from tests.sql_trace import statements_run
 
 
 @pytest.mark.postgres
@@ -20,16 +18,7 @@ async def test_concurrent_replies_are_reserved_together_one_slot_each(
 ) -> None:
     interval = 10.0  # long slots: each reply's delay names its slot unambiguously despite a slow machine
     schedule = DatabaseSchedule(engine, interval, idle_trust=0)  # every reply waits for its statement
-    reservations: list[str] = []
-
-    fetch = DriverStatement.fetch
-
-    async def counted(self: DriverStatement, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
-        if self.sql.lstrip().startswith("UPDATE send_rate"):
-            reservations.append(self.sql)
-        return await fetch(self, conn, params)
-
-    monkeypatch.setattr(DriverStatement, "fetch", counted)  # the schedule's statements run on the driver's own
+    statements = statements_run(engine, monkeypatch, key=str.strip)  # the schedule runs them on the driver
     try:
         await schedule.reserve(bulk=False)  # connects and takes slot 0, alone
         results = await asyncio.gather(*(schedule.reserve(bulk=False) for _ in range(20)))
@@ -38,4 +27,5 @@ async def test_concurrent_replies_are_reserved_together_one_slot_each(
     slots = sorted(round(delay / interval) for delay, _, _ in results if delay is not None)
     assert slots == list(range(1, 21))  # twenty distinct consecutive slots after the first reply's
     assert schedule._failing_since is None  # from the shared row, not the memory fallback
+    reservations = [sql for sql in statements if sql.startswith("UPDATE send_rate")]
     assert len(reservations) == 2  # the lone reply, then the twenty in one statement

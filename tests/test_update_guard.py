@@ -4,12 +4,11 @@ update is applied only while it still answers the current question. SQLite and P
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -17,11 +16,11 @@ from bot import texts
 from bot.dialogue import Dialogue, Reply
 from bot.update_guard import AlreadyProcessed, UpdateGuard, begin_update, claiming_sessions, settle_update
 from bot.update_order import CURRENT_UPDATE, ORDER_WINDOW, is_late
-from db import processed_updates, repository
-from db.engine import DriverStatement, in_sqlite_thread
+from db import processed_updates
 from db.models import FlowSession, ProcessedUpdate
 from db.repository import StoredFlow, active_flow, read_active, save_unmoved
 from tests.harness import answer_data
+from tests.sql_trace import ONE_HOP, statements_run
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -179,31 +178,6 @@ async def test_an_update_without_database_work_is_claimed_after_its_handlers(ses
     assert shown == ["help", "help"] and await _count(sessions) == 1
 
 
-def _statements(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The SQL statements run from now on, through the engine or on the driver's connection (`DriverStatement`)."""
-    seen: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        seen.append(statement.split(None, 1)[0].upper())
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    fetch = DriverStatement.fetch
-
-    async def driver_fetch(self: DriverStatement, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
-        seen.append(self.sql.split(None, 1)[0].upper())
-        return await fetch(self, conn, params)
-
-    monkeypatch.setattr(DriverStatement, "fetch", driver_fetch)
-    hop = in_sqlite_thread
-
-    async def sqlite_hop(conn: AsyncConnection, work: Callable[[Any], Any]) -> Any:
-        seen.append("ONE HOP")
-        return await hop(conn, work)
-
-    monkeypatch.setattr(repository, "in_sqlite_thread", sqlite_hop)
-    return seen
-
-
 async def test_a_usual_tap_is_one_statement_and_its_update_is_still_claimed_once(
     engine: AsyncEngine, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,10 +190,10 @@ async def test_a_usual_tap_is_one_statement_and_its_update_is_still_claimed_once
         opened = await read_active(conn, user)
     assert dialogue.known.get(user) == (opened, dialogue.engine.start()), "/start leaves its flow as the guess"
     tap = answer_data(start, "md")
-    statements = _statements(engine, monkeypatch)
+    statements = statements_run(engine, monkeypatch)
     moved = await _as_update(guard, 61, lambda: dialogue.press(user, tap))
     assert isinstance(moved, Reply) and moved.edit is not None and moved.send, "answered, the next question follows"
-    one = ["WITH"] if engine.dialect.name == "postgresql" else ["ONE HOP"]
+    one = ["WITH"] if engine.dialect.name == "postgresql" else [ONE_HOP]
     assert statements == one, "the unlocked tap from the flow /start opened: one compare-and-set"
     assert await _count(sessions) == 2
     async with sessions() as session:
