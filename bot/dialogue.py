@@ -143,8 +143,8 @@ class Dialogue:
         self.unlocked = bind if isinstance(bind, AsyncEngine) and unlocked_tap else None
         """The engine whose pooled connections the unlocked tap (`_press_unlocked`) borrows. It runs its statements
         on the driver's connection outside SQLAlchemy's transactions: on PostgreSQL each one commits by itself
-        (`db.engine.DriverStatement`), on SQLite each save is one transaction in one hop to aiosqlite's thread
-        (`db.engine.in_sqlite_thread`). None with `unlocked_tap=False`: every press the locked way, the reference
+        (`db.engine.DriverStatement`), on SQLite each save is one transaction in one call on the sqlite3 connection
+        (`db.engine.on_sqlite`). None with `unlocked_tap=False`: every press the locked way, the reference
         `tests/test_unlocked_tap.py` holds the unlocked tap to."""
         self.known = KnownFlows()
         self.settings = settings or Settings.model_construct()

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from db.engine import DriverStatement, SqliteStatement, in_sqlite_thread, run_core
+from db.engine import DriverStatement, SqliteStatement, on_sqlite, run_core
 from db.models import (
     AdminAction,
     AnswerRow,
@@ -481,7 +481,7 @@ async def read_active(conn: AsyncConnection, user_id: int) -> StoredFlow | None:
     """The physician's active session with its answers, read without a lock (see `save_unmoved`)."""
     params = {"user_id": user_id}
     if conn.dialect.name == "sqlite":
-        return _one_flow(await in_sqlite_thread(conn, lambda db: _SQLITE_ACTIVE.rows(db, params)))
+        return _one_flow(await on_sqlite(conn, lambda db: _SQLITE_ACTIVE.rows(db, params)))
     return _one_flow(await _READ_ACTIVE.fetch(conn, params))
 
 
@@ -518,7 +518,7 @@ async def save_unmoved(
                       rec_ime=completes.ime_score, rec_details=completes.details)  # fmt: skip
     rows: Sequence[Any]
     if conn.dialect.name == "sqlite":
-        rows = await in_sqlite_thread(conn, lambda db: _sqlite_save_unmoved(db, params, bool(added), completes))
+        rows = await on_sqlite(conn, lambda db: _sqlite_save_unmoved(db, params, bool(added), completes))
     else:
         rows = await _SAVES_UNMOVED[bool(added), claim is not None, completes is not None].fetch(conn, params)
     if not rows:
@@ -699,7 +699,7 @@ async def drop_admin_actions_before(session: AsyncSession, cutoff: datetime) -> 
 
 # -- the usual tap without the lock, on SQLite ---------------------------------------------------------------------
 # SQLite has no data-modifying WITH, but it has one writer at a time: the same moves run as a few statements in one
-# BEGIN IMMEDIATE transaction, all of it in one hop to aiosqlite's thread (`db.engine.in_sqlite_thread`).
+# BEGIN IMMEDIATE transaction, all of it in one call on the sqlite3 connection (`db.engine.on_sqlite`).
 
 
 def _values(table: Table, params: dict[str, str]) -> Insert:
@@ -723,7 +723,7 @@ _SQLITE_SUBSCRIBED = SqliteStatement(IS_SUBSCRIBED)
 def _sqlite_save_unmoved(
     db: sqlite3.Connection, params: dict[str, Any], answer: bool, completes: Completion | None
 ) -> list[tuple[Any, ...]]:
-    """`_save_unmoved` on SQLite, in aiosqlite's thread: the row PostgreSQL's statement returns (the new turn, then
+    """`_save_unmoved` on SQLite, as `on_sqlite`'s work: the row PostgreSQL's statement returns (the new turn, then
     for the last answer the previous path and `_ROADMAP_READS`' columns), or none when the session moved."""
     db.execute("BEGIN IMMEDIATE")
     try:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
+import aiosqlite
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import repository
-from db.engine import DriverStatement, in_sqlite_thread
+from db.engine import DriverStatement, on_sqlite
 
-ONE_HOP = "ONE HOP"
-"""What a transaction run in one hop to aiosqlite's thread (`db.engine.in_sqlite_thread`) is recorded as."""
+ONE_TRANSACTION = "ONE TRANSACTION"
+"""What a transaction run in one call on the sqlite3 connection (`db.engine.on_sqlite`) is recorded as."""
 
 
 def verb(sql: str) -> str:
@@ -23,7 +24,7 @@ def verb(sql: str) -> str:
 
 def statements_run(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, key: Callable[[str], str] = verb) -> list[str]:
     """The SQL statements run from now on (each as `key` of its text): through the engine, on the driver's
-    connection (`DriverStatement`), or `ONE_HOP` for a transaction in aiosqlite's thread."""
+    connection (`DriverStatement`), or `ONE_TRANSACTION` for a transaction run by `on_sqlite`."""
     seen: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -37,11 +38,24 @@ def statements_run(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, key: Ca
         return await fetch(self, conn, params)
 
     monkeypatch.setattr(DriverStatement, "fetch", driver_fetch)
-    hop = in_sqlite_thread
 
-    async def sqlite_hop(conn: AsyncConnection, work: Callable[[Any], Any]) -> Any:
-        seen.append(ONE_HOP)
-        return await hop(conn, work)
+    async def sqlite_work(conn: AsyncConnection, work: Callable[[Any], Any]) -> Any:
+        seen.append(ONE_TRANSACTION)
+        return await on_sqlite(conn, work)
 
-    monkeypatch.setattr(repository, "in_sqlite_thread", sqlite_hop)
+    monkeypatch.setattr(repository, "on_sqlite", sqlite_work)
+    return seen
+
+
+def sqlite_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The calls made from now on in aiosqlite's threads (every connection's), by name: each one a hop from the event
+    loop's thread and back."""
+    seen: list[str] = []
+    execute = cast(Callable[..., Awaitable[Any]], aiosqlite.Connection._execute)
+
+    async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        seen.append(getattr(fn, "__name__", repr(fn)))
+        return await execute(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
     return seen

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.engine import make_engine
+from tests.sql_trace import sqlite_thread_calls
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -18,27 +19,14 @@ async def _driver(conn: AsyncConnection) -> Any:
     return driver
 
 
-async def _hops(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The calls made from now on in the pooled aiosqlite connection's thread, by name."""
-    async with engine.connect() as conn:
-        driver = await _driver(conn)
-    seen: list[str] = []
-    execute = type(driver)._execute
-
-    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(getattr(fn, "__name__", repr(fn)))
-        return await execute(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(type(driver), "_execute", counted)
-    return seen
-
-
 async def test_a_connection_returned_outside_a_transaction_goes_back_without_a_rollback(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = make_engine(sqlite_url)
     try:
-        hops = await _hops(engine, monkeypatch)
+        async with engine.connect() as conn:
+            await conn.get_raw_connection()  # the pool's connection, opened (a few hops) before counting
+        hops = sqlite_thread_calls(monkeypatch)
         for _ in range(3):
             async with engine.connect() as conn:
                 await conn.get_raw_connection()

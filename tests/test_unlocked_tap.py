@@ -1,5 +1,5 @@
 """The unlocked tap decides every press exactly as the locked way does, on PostgreSQL (one statement) and on SQLite
-(one transaction in one hop to aiosqlite's thread).
+(one transaction in one call on the sqlite3 connection).
 
 Hypothesis drives the same random taps - on the current, an older or a never-shown button - through a dialogue with
 the unlocked tap and one without it (on SQLite), with a second unlocked dialogue (another process) taking some of

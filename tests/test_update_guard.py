@@ -20,7 +20,7 @@ from db import processed_updates
 from db.models import FlowSession, ProcessedUpdate
 from db.repository import StoredFlow, active_flow, read_active, save_unmoved
 from tests.harness import answer_data
-from tests.sql_trace import ONE_HOP, statements_run
+from tests.sql_trace import ONE_TRANSACTION, statements_run
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -193,7 +193,7 @@ async def test_a_usual_tap_is_one_statement_and_its_update_is_still_claimed_once
     statements = statements_run(engine, monkeypatch)
     moved = await _as_update(guard, 61, lambda: dialogue.press(user, tap))
     assert isinstance(moved, Reply) and moved.edit is not None and moved.send, "answered, the next question follows"
-    one = ["WITH"] if engine.dialect.name == "postgresql" else [ONE_HOP]
+    one = ["WITH"] if engine.dialect.name == "postgresql" else [ONE_TRANSACTION]
     assert statements == one, "the unlocked tap from the flow /start opened: one compare-and-set"
     assert await _count(sessions) == 2
     async with sessions() as session:
