@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -176,28 +179,34 @@ class SqliteStatement(CompiledStatement):
 
 
 async def on_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `work` on the connection's sqlite3 connection: right here, on the event loop's thread, when the database
-    is free; in aiosqlite's thread when another connection holds its write lock, so that the wait for the lock (the
-    busy timeout) never holds the loop. `work` owns its transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when
-    it raises) and may run twice: here first, then in the thread after finding the database locked. sqlite3's
-    IntegrityError and OperationalError come back as SQLAlchemy's, so callers handle a claim taken already and a
-    locked or lost database as elsewhere.
+    """Run `work` on the connection's sqlite3 connection, right here on the event loop's thread, with SQLite's busy
+    timeout off: while another connection holds the write lock, the attempt fails at once and is made again after a
+    pause (`LOCK_PAUSES`), the loop running on meanwhile, until the connection's busy timeout has passed. `work`
+    owns its transaction (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when it raises), so it may run several times.
+    sqlite3's IntegrityError and OperationalError come back as SQLAlchemy's, so callers handle a claim taken
+    already and a locked or lost database as elsewhere.
 
-    Why not always in aiosqlite's thread, as its own methods do: the hop there and back cost nearly as much as the
-    tap's transaction itself (0.25 ms against 0.35 ms: the thread waits for the GIL until the loop next blocks, and
-    the result comes back through the loop's self-pipe), and under load 0.4 ms of CPU per update. The price is
-    the loop held for the transaction's own time, its commit's fsync included, never for a wait on the lock."""
+    Why not in aiosqlite's thread, as its own methods run: the hop there and back cost nearly as much as the tap's
+    transaction itself (0.25 ms against 0.35 ms: the thread waits for the GIL until the loop next blocks, and the
+    result comes back through the loop's self-pipe), and under load 0.4 ms of CPU per update. A wait for the lock
+    in that thread (SQLite's busy handler) also held the lock up for the next taps, which then waited in turn. The
+    price is the loop held for the transaction's own time, its commit's fsync included, never for a wait on the
+    lock."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
     db: sqlite3.Connection = driver._conn
     try:
-        try:
-            return _without_waiting(db, work)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-        return cast(T, await driver._execute(work, db))  # aiosqlite's own queue to its thread
+        waits = int(db.execute("PRAGMA busy_timeout").fetchone()[0])
+        give_up = time.monotonic() + waits / 1000
+        pauses = itertools.chain(LOCK_PAUSES, itertools.repeat(LOCK_PAUSES[-1]))
+        while True:
+            try:
+                return _without_waiting(db, work, waits)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= give_up:
+                    raise
+            await asyncio.sleep(next(pauses))
     except sqlite3.IntegrityError as exc:
         raise IntegrityError("sqlite tap", None, exc) from exc
     except sqlite3.OperationalError as exc:
@@ -205,9 +214,13 @@ async def on_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection], 
         raise OperationalError("sqlite tap", None, exc) from exc
 
 
-def _without_waiting(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """`work` with the busy timeout off: a locked database raises at once (SQLITE_BUSY) instead of waiting."""
-    waits = int(db.execute("PRAGMA busy_timeout").fetchone()[0])
+LOCK_PAUSES = (0.0005, 0.001, 0.002, 0.005, 0.01)
+"""Seconds between attempts at a locked SQLite database (`on_sqlite`), the last repeated: a write of this process
+holds the lock for a millisecond or two, another process's (a console, `medlegal db upgrade`) can hold it longer."""
+
+
+def _without_waiting(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], waits: int) -> T:
+    """`work` with the busy timeout off (a locked database raises SQLITE_BUSY at once), then `waits` ms again."""
     db.execute("PRAGMA busy_timeout = 0")
     try:
         return work(db)

@@ -1,13 +1,14 @@
-"""The tap's SQLite transaction runs on the event loop's thread when the database is free, and waits for a locked
-one in aiosqlite's thread, never holding the loop (`db.engine.on_sqlite`)."""
+"""The tap's SQLite transaction runs on the event loop's thread, and a locked database is tried again after pauses
+instead of waited for in SQLite's busy handler, so the loop never waits for a lock (`db.engine.on_sqlite`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -64,25 +65,57 @@ async def test_a_free_database_is_written_on_the_loop_thread_without_a_hop(
         assert (await conn.execute(text("SELECT body FROM note"))).scalars().all() == ["here"]
 
 
-async def test_a_locked_database_is_waited_for_in_aiosqlites_thread_while_the_loop_runs_on(
-    sqlite_engine: AsyncEngine, sqlite_url: str
-) -> None:
+@contextlib.contextmanager
+def lock_held(sqlite_url: str) -> Iterator[sqlite3.Connection]:
+    """Another process writing: a connection of its own holding the database's write lock."""
     blocker = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another process writing: the lock is taken
-    threads: list[int] = []
+    blocker.execute("BEGIN IMMEDIATE")
     try:
-        async with sqlite_engine.connect() as conn:
-            writing = asyncio.create_task(on_sqlite(conn, _write("after the lock", threads)))
-            started = time.monotonic()
-            await asyncio.sleep(0.3)
-            assert time.monotonic() - started < 1.0, "the loop ran on while the write waited"
-            assert not writing.done() and len(threads) == 2, "tried here at once, then waiting in the thread"
-            blocker.execute("COMMIT")
-            assert await asyncio.wait_for(writing, 10) == 1
-            assert threads[0] == threading.get_ident() and threads[1] != threads[0]
-            assert await _busy_timeout(conn) == 30_000
+        yield blocker
     finally:
         blocker.close()
+
+
+async def _ticks(until: asyncio.Future[Any]) -> int:
+    """How often the loop came round to this task (every 10 ms) before `until` was done."""
+    ticks = 0
+    while not until.done():
+        await asyncio.sleep(0.01)
+        ticks += 1
+    return ticks
+
+
+async def test_a_locked_database_is_tried_again_while_the_loop_runs_on(
+    sqlite_engine: AsyncEngine, sqlite_url: str
+) -> None:
+    threads: list[int] = []
+    async with sqlite_engine.connect() as conn:
+        with lock_held(sqlite_url) as blocker:
+            writing = asyncio.create_task(on_sqlite(conn, _write("after the lock", threads)))
+            ticking = asyncio.create_task(_ticks(writing))
+            await asyncio.sleep(0.3)
+            assert not writing.done() and len(threads) >= 5, "tried at once, then again after each pause"
+            blocker.execute("COMMIT")
+            assert await asyncio.wait_for(writing, 10) == 1
+        assert await ticking >= 20, "the loop ran on while the write waited for the lock"
+        assert set(threads) == {threading.get_ident()}, "no hop to aiosqlite's thread"
+        assert await _busy_timeout(conn) == 30_000
+
+
+async def test_a_database_locked_past_the_busy_timeout_fails_as_sqlalchemy_says(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url, connect_args={"timeout": 0.3})
+    try:
+        async with engine.connect() as conn:
+            await conn.get_raw_connection()  # connected (its pragmas set) before the lock is taken
+            with lock_held(sqlite_url):
+                started = time.monotonic()
+                writing = asyncio.create_task(on_sqlite(conn, _write("never", [])))
+                ticks = await _ticks(writing)
+                with pytest.raises(OperationalError, match="locked"):
+                    await writing
+                assert 0.3 <= time.monotonic() - started < 2.0 and ticks >= 20
+    finally:
+        await engine.dispose()
 
 
 async def test_sqlites_errors_come_back_as_sqlalchemys(sqlite_engine: AsyncEngine) -> None:
