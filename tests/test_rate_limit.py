@@ -19,6 +19,7 @@ from telegram.error import RetryAfter
 
 from bot.rate_limit import BotRateLimiter, ChatWindows, DatabaseSchedule, MemorySchedule, Reservation, is_message
 from db.engine import make_engine
+from tests.sql_trace import statements_run
 
 
 class Clock:
@@ -285,16 +286,20 @@ async def test_a_late_message_moves_the_shared_schedule_on_postgres(engine: Asyn
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_replies_go_at_once_while_the_shared_schedule_is_idle_and_their_slots_are_booked(
-    engine: AsyncEngine, db_url: str
+    engine: AsyncEngine, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = make_engine(db_url)
     here, there = DatabaseSchedule(engine, 0.2), DatabaseSchedule(other, 0.2)  # two processes
     try:
         assert (await here.reserve(bulk=False))[0] == pytest.approx(0.0, abs=0.01)  # waits: nothing known yet
         assert here._idle_until > time.monotonic()  # ... and it found the schedule idle
+        statements = statements_run(engine, monkeypatch)
         for _ in range(3):  # the next replies go at once, their slots booked on the way
             assert (await here.reserve(bulk=False))[0] == 0.0
-        await asyncio.gather(*here._booking)
+            await asyncio.sleep(0.002)  # replies of taps a moment apart
+        assert statements == [], "booked a moment later"
+        await here.booked()
+        assert statements == ["UPDATE"], "the three slots booked by one statement"
         delay, _, _ = await there.reserve(bulk=False)  # the other process finds the four slots taken
         assert delay is not None and delay > 3 * 0.2 - 0.05
         # their bookings found slots ahead (replies came faster than the limit): the next reply waits for its own
