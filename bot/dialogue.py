@@ -30,6 +30,7 @@ from bot.update_order import CURRENT_UPDATE, is_late
 from db import outbox, sources
 from db import progress as progress_store
 from db import repository as repo
+from db.engine import borrowed
 from db.models import User
 from flows.conditions import Answer
 from flows.definition import Question
@@ -250,7 +251,7 @@ class Dialogue:
     async def _unlocked_move(
         self, unlocked: AsyncEngine, user_id: int, press: Press, claim_day: date | None
     ) -> Reply | None:
-        async with unlocked.connect() as conn:
+        async with borrowed(unlocked) as conn:
             try:
                 known = self.known.get(user_id)
                 if known is not None and known[0].turn == press.turn:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import ClauseElement, Executable, Result, event
@@ -72,6 +73,22 @@ def _rollback_if_open(dbapi_conn: Any, _record: Any, state: PoolResetState) -> N
     sqlite_conn = getattr(getattr(dbapi_conn, "_connection", None), "_connection", None)
     if sqlite_conn is None or sqlite_conn.in_transaction:
         dbapi_conn.rollback()
+
+
+@contextlib.asynccontextmanager
+async def borrowed(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection, given back without a turn of the event loop.
+
+    `AsyncConnection`'s own `async with` closes the connection in a task of its own (so that a cancellation cannot
+    abandon the close halfway) and waits for it, and so everything else ready on the loop runs first: for the tap
+    on SQLite, whose transaction makes no wait of its own, that was 0.2 ms of other work (the next long poll of
+    getUpdates, answers to earlier requests) before its reply went out. For a connection outside a transaction,
+    as the tap uses it, the close makes no I/O, so there is nothing for a cancellation to abandon."""
+    conn = await engine.connect()
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
