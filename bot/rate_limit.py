@@ -105,9 +105,10 @@ IDLE_TRUST = 1.0
 BOOKING_DELAY = 0.02
 """Seconds the slot of a reply that went at once (the shared schedule idle) waits to be booked, so that the replies
 after it within that time are booked by the same statement (`DatabaseSchedule`). A booking of its own for every
-tap's replies cost 0.15-0.3 ms of CPU a tap, and its statement ran beside the next tap's work: a tenth of the flow
-step's round trip on PostgreSQL (bench.flow). Other processes learn of these replies this much later, a span
-shorter than one slot at Telegram's 30 messages a second; this process's own bulk waits for the booking first."""
+tap's replies cost 0.1-0.3 ms of CPU a tap, and its statement ran beside the next tap's work (bench.flow's round
+trip p50 on PostgreSQL went from 1.11-1.17x the bare bot's to 1.04-1.07x). Other processes learn of these replies
+this much later, a span shorter than one slot at Telegram's 30 messages a second; this process's own bulk waits
+for the booking first."""
 CHAT_WINDOW = 1.1
 """The per-chat window in seconds, with a wider margin (a chat's own rate is never the bottleneck)."""
 

@@ -35,7 +35,7 @@ PG_POOL_OVERFLOW = 0
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an engine; SQLite gets foreign keys enforced and a busy timeout so a console and a bot can share it."""
     if url.startswith("sqlite"):
-        # the tap's transaction runs on the event loop's thread when it can (`on_sqlite`), not only in aiosqlite's
+        # the tap's transaction runs on the event loop's thread (`on_sqlite`), SQLAlchemy's work in aiosqlite's
         kwargs["connect_args"] = {"timeout": 30, **kwargs.get("connect_args", {}), "check_same_thread": False}
         kwargs.setdefault("pool_reset_on_return", None)  # `_rollback_if_open` instead
     else:
@@ -205,7 +205,7 @@ async def on_sqlite(conn: AsyncConnection, work: Callable[[sqlite3.Connection], 
 
     Why not in aiosqlite's thread, as its own methods run: the hop there and back cost nearly as much as the tap's
     transaction itself (0.25 ms against 0.35 ms: the thread waits for the GIL until the loop next blocks, and the
-    result comes back through the loop's self-pipe), and under load 0.4 ms of CPU per update. A wait for the lock
+    result comes back through the loop's self-pipe), and under load 0.35 ms of CPU per update. A wait for the lock
     in that thread (SQLite's busy handler) also held the lock up for the next taps, which then waited in turn. The
     price is the loop held for the transaction's own time, its commit's fsync included, never for a wait on the
     lock."""
