@@ -8,7 +8,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ async def sqlite_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _write(body: str, threads: list[int]) -> Any:
+def _write(body: str, threads: list[int]) -> Callable[[sqlite3.Connection], int]:
     """A transaction as the tap runs one, noting the thread it ran on."""
 
     def work(db: sqlite3.Connection) -> int:
